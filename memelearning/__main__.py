@@ -1,0 +1,5 @@
+import sys
+
+from memelearning.cli import main
+
+sys.exit(main())

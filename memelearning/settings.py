@@ -1,0 +1,42 @@
+"""Loading pydantic-settings classes with errors that name the environment variable."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class SettingsError(Exception):
+    """Configuration that cannot be used; the message names each bad variable."""
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build ``cls`` from the environment (and ``overrides``), turning pydantic's
+    validation error into one that names ``MEMELEARNING_…`` variables and never echoes
+    a secret's value."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(cls, exc)) from None
+
+
+def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        variable = (prefix + field).upper() if field else prefix.rstrip("_")
+        info = cls.model_fields.get(field)
+        secret = info is not None and info.annotation is SecretStr
+        shown = "" if secret or "input" not in err else f" (got {_short(err['input'])})"
+        lines.append(f"  {variable}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

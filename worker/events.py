@@ -1,0 +1,98 @@
+"""The reaction-event wire contract. The worker produces reaction events, so it owns
+this schema; the API side imports it from here.
+
+Events are JSON (they are small, and many languages consume them) on a topic exchange
+with routing key ``reaction.<meeting>.<label>``, so a consumer can bind to one
+meeting (``reaction.m1.*``), one gesture everywhere (``reaction.*.thumbs_up``) or all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from publisher.protocol import ID_PATTERN
+
+EVENT_SCHEMA_VERSION: Final = 1
+EVENTS_EXCHANGE: Final = "memelearning.reactions"
+CONTENT_TYPE: Final = "application/json"
+
+# Namespace for event ids: uuid5(namespace, "<frame message id>/<label>") is the same
+# on every worker, so a frame redelivered to another worker yields the same event ids
+# and consumers can drop the duplicates.
+_EVENT_NAMESPACE: Final = uuid.UUID("5f1d6a3e-4b0e-4c8e-9d8e-6d656d656c72")
+
+# Labels also end up in routing keys: same safe alphabet as meeting ids.
+Label = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Box(BaseModel):
+    """A box in normalized image coordinates (0..1), Object Detection API order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ymin: Unit
+    xmin: Unit
+    ymax: Unit
+    xmax: Unit
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Box:
+        if self.ymin > self.ymax or self.xmin > self.xmax:
+            raise ValueError("box corners are out of order (need ymin <= ymax, xmin <= xmax)")
+        return self
+
+
+class ModelRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class ReactionEvent(BaseModel):
+    """One gesture seen in one frame of one participant."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = EVENT_SCHEMA_VERSION
+    event_id: uuid.UUID
+    frame_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    meeting_id: Identifier
+    participant_id: Identifier
+    sequence: Annotated[int, Field(ge=0)]
+    label: Label
+    score: Unit
+    box: Box
+    capture_ms: Annotated[int, Field(gt=0)]
+    detected_ms: Annotated[int, Field(gt=0)]
+    model: ModelRef
+    worker_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+    @property
+    def routing_key(self) -> str:
+        return routing_key(self.meeting_id, self.label)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ReactionEvent:
+        return cls.model_validate_json(data)
+
+
+def event_id(frame_id: str, label: str) -> uuid.UUID:
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{frame_id}/{label}")
+
+
+def routing_key(meeting_id: str, label: str) -> str:
+    return f"reaction.{meeting_id}.{label}"
+
+
+def binding_key(meeting_id: str | None = None, label: str | None = None) -> str:
+    """The topic pattern that selects one meeting and/or label (``*`` for any)."""
+    return f"reaction.{meeting_id or '*'}.{label or '*'}"
