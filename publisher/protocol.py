@@ -26,6 +26,10 @@ CONTENT_TYPE: Final = "image/jpeg"
 # write access to this exchange (least privilege).
 FRAMES_EXCHANGE: Final = "memelearning.frames"
 FRAME_ROUTING_KEY: Final = "frame"
+# Whoever declares the exchange (the worker always; the publisher when allowed to)
+# must use these exact properties, or RabbitMQ refuses the second declaration.
+FRAMES_EXCHANGE_TYPE: Final = "direct"
+FRAMES_EXCHANGE_DURABLE: Final = True
 
 HEADER_SCHEMA: Final = "x-schema-version"
 HEADER_MEETING: Final = "x-meeting-id"

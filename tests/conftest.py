@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+
 from collections.abc import Iterator
 
 import pytest
 
 from tests.broker import BROKER, Broker
+
+pytest_plugins = ["tests.model_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Session-scoped detector fixtures (filled in with the detector work)."""
