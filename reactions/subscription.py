@@ -1,0 +1,48 @@
+"""Binding a private queue to the reaction-event exchange: shared by ``reactions tail``,
+the service and the meeting simulator's live page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+
+from worker.events import EVENTS_EXCHANGE, binding_key
+
+logger = logging.getLogger(__name__)
+
+# Must match the worker's declaration exactly, or RabbitMQ refuses the second one.
+EVENTS_EXCHANGE_TYPE: Final = aio_pika.ExchangeType.TOPIC
+EVENTS_EXCHANGE_DURABLE: Final = True
+
+
+async def connect(amqp_url: str, name: str) -> AbstractRobustConnection:
+    """A robust connection named for the RabbitMQ management UI."""
+    return await aio_pika.connect_robust(amqp_url, client_properties={"connection_name": name})
+
+
+def binding_keys(meetings: Sequence[str] = (), label: str | None = None) -> list[str]:
+    """Topic patterns for these meetings (all meetings when empty) and label (any when None)."""
+    if not meetings:
+        return [binding_key(None, label)]
+    return [binding_key(meeting, label) for meeting in meetings]
+
+
+async def subscribe(channel: AbstractChannel, keys: Sequence[str]) -> AbstractQueue:
+    """Declare the events exchange and an exclusive, auto-delete, server-named queue
+    bound to it with ``keys``.
+
+    Reactions are only worth showing live: a consumer that is away misses them rather
+    than finding a backlog when it comes back, so the queue dies with the connection.
+    """
+    exchange = await channel.declare_exchange(
+        EVENTS_EXCHANGE, EVENTS_EXCHANGE_TYPE, durable=EVENTS_EXCHANGE_DURABLE
+    )
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for key in keys:
+        await queue.bind(exchange, routing_key=key)
+    logger.info("subscribed to %s with %s", EVENTS_EXCHANGE, ", ".join(keys))
+    return queue
