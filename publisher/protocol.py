@@ -137,7 +137,9 @@ def parse_frame(
     h = headers or {}
     version = _int_header(h, HEADER_SCHEMA)
     if version != SCHEMA_VERSION:
-        raise FrameError("unsupported_schema", f"schema version {version}, expected {SCHEMA_VERSION}")
+        raise FrameError(
+            "unsupported_schema", f"schema version {version}, expected {SCHEMA_VERSION}"
+        )
     meeting = _id_header(h, HEADER_MEETING)
     participant = _id_header(h, HEADER_PARTICIPANT)
     capture_ms = _int_header(h, HEADER_CAPTURE_MS)

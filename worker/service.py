@@ -1,0 +1,607 @@
+"""The worker process: consume frames, batch them, detect, publish reaction events.
+
+Lifecycle (see docs/architecture.md):
+  start()  load and warm up the model, serve /metrics /livez /readyz, connect,
+           declare the topology, start consuming; ready only after all of that.
+  run()    start(), then serve until stop is requested (SIGTERM/SIGINT), then drain.
+  stop()   stop consuming, finish what is in flight within drain_timeout_s,
+           close; frames not settled by then are requeued by the broker when the
+           connection closes, so nothing is lost, only redelivered.
+
+Each frame is settled (acked, dead-lettered or requeued) in exactly one place,
+``_settle``, and acked only after its events are confirmed by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import aio_pika
+import numpy as np
+import numpy.typing as npt
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from memelearning.logs import redact_url
+from publisher.protocol import ID_PATTERN, FrameError, FrameMeta, parse_frame
+from worker import topology
+from worker.decode import decode_into
+from worker.events import CONTENT_TYPE, ModelRef, ReactionEvent, event_id
+from worker.events import Box as EventBox
+from worker.health import HealthServer
+from worker.metrics import WorkerMetrics
+from worker.outcomes import FrameRejected, FrameStale
+from worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from worker.detector import Detection
+
+log = logging.getLogger(__name__)
+
+
+class DetectorLike(Protocol):
+    """What the worker needs from a detector (worker.detector.Detector)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+    @property
+    def max_batch(self) -> int | None: ...
+    @property
+    def labels(self) -> Sequence[str]: ...
+    def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]: ...
+    def warm_up(self, batch_sizes: Iterable[int]) -> None: ...
+
+
+@dataclass(eq=False)
+class _Item:
+    """One delivered frame on its way through the worker."""
+
+    message: AbstractIncomingMessage
+    received: float = field(default_factory=time.monotonic)
+    meta: FrameMeta | None = None
+    detections: list[Detection] = field(default_factory=list)
+    settling: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        detector: DetectorLike | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
+        self._detector = detector
+        self._health = HealthServer(
+            self.metrics.registry, self.is_ready, settings.http_host, settings.http_port
+        )
+        self._connection: AbstractRobustConnection | None = None
+        self._consume_channel: AbstractChannel | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._events: AbstractExchange | None = None
+        self._frames_queue: AbstractQueue | None = None
+        self._triage_queue: AbstractQueue | None = None
+        self._consumer_tags: list[tuple[AbstractQueue, str]] = []
+        self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
+        self._batch_task: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
+        self._model_pool: ThreadPoolExecutor | None = None
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._ready = False
+        self._stop_requested = asyncio.Event()
+        # Frames delivered and not yet settled; `_idle` is set whenever it is zero.
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    @property
+    def detector(self) -> DetectorLike:
+        if self._detector is None:
+            raise RuntimeError("the worker has not loaded its model yet")
+        return self._detector
+
+    @property
+    def http_port(self) -> int:
+        return self._health.port
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        # One model thread: TensorFlow parallelises inside a call, and concurrent
+        # calls would only fight over the same cores.
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
+        await self._health.start()
+        if self._detector is None:
+            self._detector = await loop.run_in_executor(self._model_pool, self._load_detector)
+        detector = self._detector
+        _check_labels(detector.labels)
+        sizes = sorted({1, self._model_batch(s.max_batch)})
+        started = time.perf_counter()
+        await loop.run_in_executor(self._model_pool, detector.warm_up, sizes)
+        log.info(
+            "model %s version %s warm (batch sizes %s, %.1f s), input %dx%d",
+            detector.name,
+            detector.version,
+            sizes,
+            time.perf_counter() - started,
+            *detector.input_size,
+        )
+        self.metrics.model.info(
+            {
+                "name": detector.name,
+                "version": detector.version,
+                "input_size": "x".join(map(str, detector.input_size)),
+                "max_batch": str(detector.max_batch or "dynamic"),
+            }
+        )
+        await self._connect()
+        self._batch_task = asyncio.create_task(self._batch_loop(), name="batcher")
+        await self._start_consuming()
+        self._ready = True
+        self.metrics.ready.set(1)
+        log.info(
+            "worker %s consuming %s (max_batch %d, max_wait %.1f ms, prefetch %d)",
+            s.worker_id,
+            s.queue,
+            s.max_batch,
+            s.max_wait_ms,
+            s.effective_prefetch,
+        )
+
+    def _load_detector(self) -> DetectorLike:
+        from worker.detector import Detector  # TensorFlow is imported only here.
+
+        s = self.settings
+        detector: DetectorLike = Detector.load(
+            s.model_dir,
+            default_threshold=s.score_threshold,
+            thresholds=s.thresholds,
+            ignore_labels=s.ignore_labels,
+            default_input_size=s.input_size,
+            intra_op_threads=s.intra_op_threads or None,
+            inter_op_threads=s.inter_op_threads or None,
+        )
+        return detector
+
+    def _model_batch(self, size: int) -> int:
+        limit = self.detector.max_batch
+        return size if limit is None else min(size, limit)
+
+    async def _connect(self) -> None:
+        s = self.settings
+        url = str(s.amqp_url)
+        log.info("connecting to %s as %r", redact_url(url), s.connection_name)
+        self._connection = await aio_pika.connect_robust(
+            url, client_properties={"connection_name": f"{s.connection_name} {s.worker_id}"}
+        )
+        self._consume_channel = await self._connection.channel()
+        await self._consume_channel.set_qos(prefetch_count=s.effective_prefetch)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        self._events = await topology.declare_events_exchange(self._publish_channel)
+        self._triage_queue, _ = await topology.declare_dead_letters(self._consume_channel, s)
+        self._frames_queue = await topology.declare_frames_queue(self._consume_channel, s)
+
+    async def _start_consuming(self) -> None:
+        assert self._frames_queue is not None and self._triage_queue is not None
+        tag = await self._frames_queue.consume(self._on_frame)
+        self._consumer_tags.append((self._frames_queue, tag))
+        tag = await self._triage_queue.consume(self._on_dead_letter)
+        self._consumer_tags.append((self._triage_queue, tag))
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT (or request_stop), then drain. A second signal
+        exits at once."""
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self.start()
+            await self._stop_requested.wait()
+        finally:
+            await self.stop()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop_requested.is_set():
+            log.warning("second %s: exiting now without draining", sig.name)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            # At once means at once: not even waiting for a model call in a thread.
+            # Unsettled frames are requeued by the broker when the socket closes.
+            os._exit(128 + sig.value)
+        log.info("%s: draining (up to %.0f s)", sig.name, self.settings.drain_timeout_s)
+        self.request_stop()
+
+    async def stop(self) -> None:
+        """Stop consuming, settle what is in flight (bounded), close everything."""
+        self._ready = False
+        self.metrics.ready.set(0)
+        await self._stop_consuming()
+        try:
+            async with asyncio.timeout(self.settings.drain_timeout_s):
+                # The batch loop keeps going while frames remain in the inbox.
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning(
+                "drain timed out after %.0f s with %d frames unsettled; "
+                "the broker will redeliver them",
+                self.settings.drain_timeout_s,
+                self._in_flight,
+            )
+        if self._batch_task is not None:
+            self._batch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batch_task
+        for task in list(self._settling):
+            task.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+        await self._health.close()
+        for pool in (self._model_pool, self._decode_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped", self.settings.worker_id)
+
+    async def _stop_consuming(self) -> None:
+        for queue, tag in self._consumer_tags:
+            # The channel may already be gone (broker down); nothing to cancel then.
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        self._consumer_tags.clear()
+
+    # -- consuming --------------------------------------------------------------
+
+    async def _on_frame(self, message: AbstractIncomingMessage) -> None:
+        self.metrics.frames_received.inc()
+        self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
+        self._idle.clear()
+        self._inbox.put_nowait(_Item(message))
+
+    async def _batch_loop(self) -> None:
+        """Form batches: a batch closes at max_batch frames or max_wait_ms after its
+        first frame arrived, whichever comes first."""
+        s = self.settings
+        max_wait = s.max_wait_ms / 1000
+        while True:
+            first = await self._inbox.get()
+            batch = [first]
+            try:
+                deadline = first.received + max_wait
+                while len(batch) < s.max_batch:
+                    if not self._inbox.empty():
+                        batch.append(self._inbox.get_nowait())
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(remaining):
+                            batch.append(await self._inbox.get())
+                    except TimeoutError:
+                        break
+                await self._process(batch)
+            except Exception:
+                # A bug in the worker must not kill the batch loop, nor leave frames
+                # unsettled until the connection closes.
+                log.exception("batch of %d failed; requeueing what is unsettled", len(batch))
+                for item in batch:
+                    if not item.settling:
+                        self._spawn_settle(item, _Requeue("worker_error"))
+
+    async def _process(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        now_ms = time.time() * 1000
+        fresh: list[_Item] = []
+        for item in batch:
+            try:
+                item.meta = self._check(item.message, now_ms)
+            except (FrameRejected, FrameStale) as outcome:
+                self._spawn_settle(item, outcome)
+                continue
+            fresh.append(item)
+        if not fresh:
+            return
+        height, width = self.detector.input_size
+        images = np.empty((len(fresh), height, width, 3), dtype=np.uint8)
+        started = time.perf_counter()
+        decoded = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._decode_pool, self._decode, item.message.body, images[i])
+                for i, item in enumerate(fresh)
+            )
+        )
+        self.metrics.decode_seconds.observe(time.perf_counter() - started)
+        ok = [i for i, error in enumerate(decoded) if error is None]
+        for i, error in enumerate(decoded):
+            if error is not None:
+                self._spawn_settle(fresh[i], error)
+        if not ok:
+            return
+        if len(ok) < len(fresh):
+            images = images[ok]
+        items = [fresh[i] for i in ok]
+        results = await self._detect(images, items)
+        detected_ms = int(time.time() * 1000)
+        for item, detections in zip(items, results, strict=True):
+            if detections is None:
+                self._spawn_settle(item, _Requeue("inference_failed"))
+            else:
+                item.detections = detections
+                self._spawn_settle(item, None, detected_ms)
+
+    def _check(self, message: AbstractIncomingMessage, now_ms: float) -> FrameMeta:
+        try:
+            meta = parse_frame(
+                body=message.body,
+                content_type=message.content_type,
+                message_id=message.message_id,
+                headers=message.headers,
+                max_bytes=self.settings.max_frame_bytes,
+            )
+        except FrameError as exc:
+            raise FrameRejected(exc.reason, exc.detail) from None
+        age_s = max(0.0, now_ms - meta.capture_ms) / 1000
+        self.metrics.frame_age_at_pickup.observe(age_s)
+        if age_s * 1000 > self.settings.stale_after_ms:
+            raise FrameStale()
+        return meta
+
+    def _decode(self, body: bytes, out: npt.NDArray[np.uint8]) -> FrameRejected | None:
+        try:
+            decode_into(body, out, max_pixels=self.settings.max_frame_pixels)
+        except FrameRejected as exc:
+            return exc
+        return None
+
+    async def _detect(
+        self, images: npt.NDArray[np.uint8], items: Sequence[_Item]
+    ) -> list[list[Detection] | None]:
+        loop = asyncio.get_running_loop()
+        detector = self.detector
+        started = time.perf_counter()
+        try:
+            results: list[list[Detection] | None] = list(
+                await loop.run_in_executor(self._model_pool, detector.detect, images)
+            )
+        except Exception:
+            log.exception("inference failed on a batch of %d; retrying frame by frame", len(items))
+        else:
+            self.metrics.inference_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(len(items))
+            return results
+        # One bad frame must not sink its batch-mates: isolate it. The frames that
+        # still fail are requeued and the broker's delivery limit decides their fate.
+        results = []
+        for i in range(len(items)):
+            try:
+                single = await loop.run_in_executor(
+                    self._model_pool, detector.detect, images[i : i + 1]
+                )
+                results.append(single[0])
+            except Exception:
+                log.exception("inference failed on frame %s", items[i].message.message_id)
+                results.append(None)
+        return results
+
+    # -- settling ---------------------------------------------------------------
+
+    def _spawn_settle(self, item: _Item, outcome: Exception | None, detected_ms: int = 0) -> None:
+        # Settling waits for broker confirms; it runs beside the next batch so the
+        # model never waits for the network.
+        item.settling = True
+        task = asyncio.create_task(self._settle(item, outcome, detected_ms))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, item: _Item, outcome: Exception | None, detected_ms: int) -> None:
+        """The one place where a frame is acked, dead-lettered or requeued."""
+        message = item.message
+        try:
+            if outcome is None:
+                await self._publish_events(item, detected_ms)
+                await message.ack()
+                self.metrics.frames_processed.inc()
+            elif isinstance(outcome, FrameStale):
+                await message.ack()
+                self.metrics.frames_stale.inc()
+            elif isinstance(outcome, FrameRejected):
+                log.warning(
+                    "dead-lettering frame %r: %s: %s",
+                    message.message_id,
+                    outcome.reason,
+                    outcome.detail,
+                )
+                try:
+                    await self._dead_letter(message, outcome.reason, outcome.detail)
+                except Exception:
+                    log.exception("could not publish to the dead-letter queue; rejecting")
+                    # The broker dead-letters it (through triage), without our reason.
+                    await message.reject(requeue=False)
+                self.metrics.frames_rejected.labels(outcome.reason).inc()
+            elif isinstance(outcome, _Requeue):
+                await message.nack(requeue=True)
+                self.metrics.frames_requeued.labels(outcome.reason).inc()
+            else:  # pragma: no cover - every outcome is handled above
+                raise TypeError(f"unknown outcome {outcome!r}")
+        except Exception as exc:
+            # Typically the channel closed (broker restart) or a confirm timed out.
+            # Requeue when we still can; if the channel is gone the broker has
+            # already requeued the frame, and its events (same ids) may be repeated.
+            self.metrics.frames_requeued.labels("settle_failed").inc()
+            log.warning(
+                "could not settle frame %s (%s: %s); it will be redelivered",
+                message.message_id,
+                type(exc).__name__,
+                exc,
+            )
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            self._in_flight -= 1
+            self.metrics.in_flight.set(self._in_flight)
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _publish_events(self, item: _Item, detected_ms: int) -> None:
+        assert item.meta is not None and self._events is not None
+        events = build_events(
+            item.meta,
+            item.detections,
+            detected_ms=detected_ms,
+            model=ModelRef(name=self.detector.name, version=self.detector.version),
+            worker_id=self.settings.worker_id,
+        )
+        if not events:
+            return
+        exchange = self._events
+        timeout = self.settings.confirm_timeout_s
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        event.to_json(),
+                        content_type=CONTENT_TYPE,
+                        message_id=str(event.event_id),
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=event.routing_key,
+                    # Nobody listening to a meeting is normal for a topic exchange.
+                    mandatory=False,
+                    timeout=timeout,
+                )
+                for event in events
+            )
+        )
+        age_s = max(0.0, time.time() * 1000 - item.meta.capture_ms) / 1000
+        self.metrics.frame_age_at_event.observe(age_s)
+        for event in events:
+            self.metrics.events_published.labels(event.label).inc()
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, reason: str, detail: str
+    ) -> None:
+        """Move a frame to the dead-letter queue with a reason header, then ack it.
+        Raises if the dead-letter publish is not confirmed; the caller decides."""
+        assert self._publish_channel is not None
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                topology.HEADER_REJECT_REASON: reason,
+                topology.HEADER_REJECT_DETAIL: detail[:512],
+                topology.HEADER_REJECTED_BY: self.settings.worker_id,
+            }
+        )
+        await self._publish_channel.default_exchange.publish(
+            aio_pika.Message(
+                message.body,
+                headers=headers,
+                content_type=message.content_type,
+                message_id=message.message_id,
+                timestamp=message.timestamp,
+            ),
+            routing_key=self.settings.dead_letter_queue,
+            timeout=self.settings.confirm_timeout_s,
+        )
+        await message.ack()
+
+    async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        """Triage what the frames queue dead-lettered (see worker/topology.py)."""
+        headers = message.headers or {}
+        reason = headers.get(topology.HEADER_FIRST_DEATH_REASON)
+        reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+        try:
+            if reason in ("expired", "maxlen"):
+                self.metrics.frames_lost_in_queue.labels(reason).inc()
+                await message.ack()
+                return
+            detail = {
+                "delivery_limit": f"delivered more than {self.settings.delivery_limit} times "
+                "without being settled (it may crash workers)",
+                "rejected": "rejected by a worker without a reason",
+            }.get(reason, f"dead-lettered by the broker ({reason})")
+            log.warning("dead-lettering frame %r: %s: %s", message.message_id, reason, detail)
+            await self._dead_letter(message, reason, detail)
+            self.metrics.frames_rejected.labels(reason).inc()
+        except Exception:
+            log.exception("could not triage a dead-lettered frame; it stays queued")
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+
+
+def _check_labels(labels: Iterable[str]) -> None:
+    # Labels become topic routing-key words; a '.' or '#' would reroute events.
+    bad = [label for label in labels if not ID_PATTERN.fullmatch(label)]
+    if bad:
+        raise ValueError(
+            f"model labels {bad} are not usable in routing keys (allowed: {ID_PATTERN.pattern})"
+        )
+
+
+class _Requeue(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def build_events(
+    meta: FrameMeta,
+    detections: Iterable[Detection],
+    *,
+    detected_ms: int,
+    model: ModelRef,
+    worker_id: str,
+) -> list[ReactionEvent]:
+    """One event per label seen in the frame: the best-scoring detection of it.
+    (Event ids are per frame and label, so two hands showing the same gesture are
+    one reaction.)"""
+    best: dict[str, Detection] = {}
+    for detection in detections:
+        if detection.label not in best or detection.score > best[detection.label].score:
+            best[detection.label] = detection
+    return [
+        ReactionEvent(
+            event_id=event_id(meta.message_id, d.label),
+            frame_id=meta.message_id,
+            meeting_id=meta.meeting_id,
+            participant_id=meta.participant_id,
+            sequence=meta.sequence,
+            label=d.label,
+            score=d.score,
+            box=EventBox(ymin=d.box[0], xmin=d.box[1], ymax=d.box[2], xmax=d.box[3]),
+            capture_ms=meta.capture_ms,
+            detected_ms=detected_ms,
+            model=model,
+            worker_id=worker_id,
+        )
+        for d in sorted(best.values(), key=lambda d: -d.score)
+    ]

@@ -1,0 +1,98 @@
+"""Worker configuration: one pydantic-settings class, ``MEMELEARNING_WORKER_*``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyUrl, Field, UrlConstraints, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"])]
+
+# The shipped model; until the trained one lands this directory may not exist and
+# the operator must point MEMELEARNING_WORKER_MODEL_DIR at an exported model.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMELEARNING_WORKER_", extra="forbid")
+
+    # -- broker
+    amqp_url: AmqpUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    connection_name: str = "memelearning-worker"
+    queue: str = "memelearning.frames"
+    dead_letter_exchange: str = "memelearning.frames.dlx"
+    # Receives everything the frames queue dead-letters; see worker/topology.py.
+    triage_queue: str = "memelearning.frames.triage"
+    # Frames an operator should look at, each with an x-reject-reason header.
+    dead_letter_queue: str = "memelearning.frames.dead"
+    # Only fresh frames matter: older ones expire in the queue.
+    queue_ttl_ms: Annotated[int, Field(gt=0)] = 2000
+    # Bounds memory on the broker during a backlog; the oldest frames go first.
+    queue_max_length: Annotated[int, Field(gt=0)] = 10_000
+    # Deliveries (across the whole fleet) before a frame that keeps crashing workers
+    # is dead-lettered by the broker.
+    delivery_limit: Annotated[int, Field(gt=0)] = 3
+    # Frames are biometric data: even poison frames must not stay on the broker forever.
+    dead_letter_ttl_ms: Annotated[int, Field(gt=0)] = 3_600_000
+    dead_letter_max_length: Annotated[int, Field(gt=0)] = 10_000
+    # Unacked frames this worker may hold; 0 = 2 x max_batch (one batch in the model,
+    # one filling up behind it).
+    prefetch: Annotated[int, Field(ge=0)] = 0
+
+    # -- batching
+    max_batch: Annotated[int, Field(ge=1, le=1024)] = 16
+    max_wait_ms: Annotated[float, Field(ge=0)] = 10.0
+    # Frames older than this (capture → start of processing) are acked as stale
+    # and never run through the model.
+    stale_after_ms: Annotated[int, Field(gt=0)] = 1500
+    max_frame_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
+    max_frame_pixels: Annotated[int, Field(gt=0)] = 4096 * 4096
+    decode_threads: Annotated[int, Field(ge=1)] = 2
+
+    # -- model
+    model_dir: Path = DEFAULT_MODEL_DIR
+    score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # Per-label thresholds, e.g. MEMELEARNING_WORKER_THRESHOLDS='{"like": 0.7}'.
+    thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    ignore_labels: list[str] = ["none"]
+    input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (320, 320)
+    # TensorFlow threads; 0 lets TensorFlow decide.
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    inter_op_threads: Annotated[int, Field(ge=0)] = 0
+
+    # -- process
+    worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=128)
+    http_host: str = "0.0.0.0"
+    # /metrics, /livez, /readyz; 0 = pick a free port (tests).
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 9100
+    # Must stay below Kubernetes' terminationGracePeriodSeconds.
+    drain_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    confirm_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _has_host(cls, value: AnyUrl) -> AnyUrl:
+        if not value.host:
+            raise ValueError("the URL has no host")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerSettings:
+        if self.prefetch and self.prefetch < self.max_batch:
+            raise ValueError(
+                f"prefetch ({self.prefetch}) must be 0 or at least max_batch ({self.max_batch}), "
+                "or batches can never fill"
+            )
+        return self
+
+    @property
+    def effective_prefetch(self) -> int:
+        return self.prefetch or 2 * self.max_batch

@@ -1,0 +1,102 @@
+"""Exchanges and queues the worker declares. The worker owns its input queue's
+arguments; publishers only need the frames exchange to exist."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from publisher.protocol import (
+    FRAME_ROUTING_KEY,
+    FRAMES_EXCHANGE,
+    FRAMES_EXCHANGE_DURABLE,
+    FRAMES_EXCHANGE_TYPE,
+)
+from worker.events import EVENTS_EXCHANGE
+from worker.settings import WorkerSettings
+
+# Set on every frame in the dead-letter queue, next to the reason.
+HEADER_REJECT_REASON: Final = "x-reject-reason"
+HEADER_REJECT_DETAIL: Final = "x-reject-detail"
+HEADER_REJECTED_BY: Final = "x-rejected-by"
+# RabbitMQ sets this on everything it dead-letters: "expired", "maxlen",
+# "rejected", "delivery_limit".
+HEADER_FIRST_DEATH_REASON: Final = "x-first-death-reason"
+
+
+def frames_queue_arguments(settings: WorkerSettings) -> dict[str, Any]:
+    return {
+        # Quorum: the delivery limit is counted by the broker across the whole fleet,
+        # so a frame that kills workers stops being redelivered. (Classic queues on
+        # 3.10 reject x-delivery-limit.)
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.delivery_limit,
+        "x-message-ttl": settings.queue_ttl_ms,
+        "x-max-length": settings.queue_max_length,
+        # Under a backlog the oldest frames are the least useful ones.
+        "x-overflow": "drop-head",
+        "x-dead-letter-exchange": settings.dead_letter_exchange,
+    }
+
+
+async def declare_frames_exchange(channel: AbstractChannel) -> AbstractExchange:
+    return await channel.declare_exchange(
+        FRAMES_EXCHANGE,
+        aio_pika.ExchangeType(FRAMES_EXCHANGE_TYPE),
+        durable=FRAMES_EXCHANGE_DURABLE,
+    )
+
+
+async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:
+    return await channel.declare_exchange(
+        EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+
+
+async def declare_dead_letters(
+    channel: AbstractChannel, settings: WorkerSettings
+) -> tuple[AbstractQueue, AbstractQueue]:
+    """Declare (triage queue, dead-letter queue).
+
+    A quorum queue dead-letters *every* frame it loses: the routine ones (TTL expiry,
+    drop-head under a backlog) as well as the real failures (delivery limit). The
+    reason is only in ``x-`` headers, which a headers exchange ignores, so the broker
+    cannot tell them apart by routing. Everything therefore goes to a triage queue;
+    the worker counts and drops the routine losses and moves the failures, with a
+    reason header, to the dead-letter queue, which then holds only frames an
+    operator should look at.
+    """
+    exchange = await channel.declare_exchange(
+        settings.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    triage = await channel.declare_queue(
+        settings.triage_queue,
+        durable=True,
+        arguments={
+            # With no worker running, routine losses must not pile up here either.
+            "x-message-ttl": settings.queue_ttl_ms * 30,
+            "x-max-length": settings.queue_max_length,
+        },
+    )
+    await triage.bind(exchange)
+    dead = await channel.declare_queue(
+        settings.dead_letter_queue,
+        durable=True,
+        arguments={
+            # Poison frames are still frames of people: they expire too.
+            "x-message-ttl": settings.dead_letter_ttl_ms,
+            "x-max-length": settings.dead_letter_max_length,
+        },
+    )
+    return triage, dead
+
+
+async def declare_frames_queue(channel: AbstractChannel, settings: WorkerSettings) -> AbstractQueue:
+    frames_exchange = await declare_frames_exchange(channel)
+    queue = await channel.declare_queue(
+        settings.queue, durable=True, arguments=frames_queue_arguments(settings)
+    )
+    await queue.bind(frames_exchange, routing_key=FRAME_ROUTING_KEY)
+    return queue
