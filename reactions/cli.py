@@ -24,6 +24,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tail.add_argument("--url", help="broker URL (default: MEMELEARNING_REACTIONS_AMQP_URL)")
     tail.set_defaults(func=_tail)
 
+    serve = commands.add_parser(
+        "serve", help="run the reactions service (settings: MEMELEARNING_REACTIONS_*)"
+    )
+    serve.set_defaults(func=_serve)
+
+    sim = commands.add_parser(
+        "meeting-sim",
+        help="run the local meeting-room simulator (eyeson API subset + live demo page)",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    sim.add_argument(
+        "--amqp-url",
+        help="follow reaction events from this broker, for the page's gestures "
+        "(default: MEMELEARNING_REACTIONS_AMQP_URL; 'none' to disable)",
+    )
+    sim.add_argument(
+        "--ready-after",
+        type=float,
+        default=2.0,
+        help="seconds before a new room becomes ready (default 2; 0 = ready at once)",
+    )
+    sim.set_defaults(func=_meeting_sim)
+
 
 def _tail(args: argparse.Namespace) -> int:
     from reactions.tail import tail
@@ -45,3 +69,36 @@ def _tail(args: argparse.Namespace) -> int:
         # `… | head` closed the pipe: a normal way to stop a tail.
         return 0
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from reactions.service import run_service
+
+    settings = load_settings(ReactionsSettings)
+    try:
+        return asyncio.run(run_service(settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _meeting_sim(args: argparse.Namespace) -> int:
+    from reactions.simulator import run_simulator
+
+    if args.amqp_url == "none":
+        amqp_url = None
+    elif args.amqp_url:
+        amqp_url = args.amqp_url
+    else:
+        amqp_url = str(load_settings(ReactionsSettings).amqp_url)
+    try:
+        return asyncio.run(
+            run_simulator(
+                args.host,
+                args.port,
+                amqp_url,
+                rooms_ready=args.ready_after == 0,
+                ready_after_s=args.ready_after,
+            )
+        )
+    except KeyboardInterrupt:
+        return 130

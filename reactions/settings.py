@@ -74,6 +74,8 @@ class ReactionsSettings(BaseSettings):
     ready_poll_s: Positive = 0.5
     # Once seen ready, a room is trusted for this long before asking again.
     ready_cache_s: Positive = 60.0
+    # A reaction that waited longer than this (slow API, room not ready) is dropped.
+    stale_after_s: Positive = 20.0
     # Reactions waiting per meeting while its API is slow; more are dropped.
     meeting_queue_size: Annotated[int, Field(ge=1)] = 4
     # A meeting's injection task ends after this long idle.

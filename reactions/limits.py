@@ -1,0 +1,82 @@
+"""Cooldowns, per-meeting rate limits and opt-outs: the reasons a confirmed reaction is
+not shown."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Cooldowns:
+    """At most one reaction of a kind per participant per cooldown."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[tuple[str, str, str], float] = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def allow(self, meeting_id: str, participant_id: str, reaction: str, cooldown_s: float) -> bool:
+        """True (and the cooldown starts) unless one is running."""
+        now = self._clock()
+        key = (meeting_id, participant_id, reaction)
+        if self._until.get(key, float("-inf")) > now:
+            return False
+        self._until[key] = now + cooldown_s
+        self._prune(now)
+        return True
+
+    def _prune(self, now: float) -> None:
+        # Amortised: only when the table has grown, drop cooldowns that have run out.
+        if len(self._until) > 1024 and len(self._until) % 1024 == 0:
+            for key in [k for k, until in self._until.items() if until <= now]:
+                del self._until[key]
+
+
+class RateLimiter:
+    """A token bucket per meeting: ``burst`` reactions at once, ``per_minute`` sustained,
+    so a meeting full of enthusiastic people is not buried in GIFs."""
+
+    def __init__(
+        self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # meeting → (tokens, at)
+
+    def allow(self, meeting_id: str) -> bool:
+        now = self._clock()
+        tokens, at = self._buckets.get(meeting_id, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[meeting_id] = (tokens, now)
+            return False
+        self._buckets[meeting_id] = (tokens - 1.0, now)
+        return True
+
+    def forget(self, meeting_id: str) -> None:
+        self._buckets.pop(meeting_id, None)
+
+
+class OptOuts:
+    """Which meetings show reactions. Meetings nobody has set follow the default, so
+    "off unless a host turns it on" and "on unless a host turns it off" are both one
+    setting; changes take effect for the next event."""
+
+    def __init__(self, enabled_by_default: bool) -> None:
+        self.enabled_by_default = enabled_by_default
+        self._explicit: dict[str, bool] = {}
+
+    def enabled(self, meeting_id: str) -> bool:
+        return self._explicit.get(meeting_id, self.enabled_by_default)
+
+    def set(self, meeting_id: str, enabled: bool) -> None:
+        self._explicit[meeting_id] = enabled
+
+    def reset(self, meeting_id: str) -> None:
+        self._explicit.pop(meeting_id, None)
+
+    def snapshot(self) -> dict[str, bool]:
+        return dict(self._explicit)
