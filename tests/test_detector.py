@@ -511,6 +511,17 @@ def test_export_reload_gives_the_in_memory_outputs(colour_model_dir: Path) -> No
     np.testing.assert_array_equal(loaded.conv_kernel.numpy(), module.conv_kernel.numpy())
 
 
+def test_colour_model_is_labelled_as_plumbing(
+    colour_model_dir: Path, colour_detector: Detector
+) -> None:
+    # Given the default export; then its metadata and label map say what it is
+    assert (colour_detector.name, colour_detector.version) == ("colour-plumbing", "1")
+    assert colour_detector.input_size == (320, 320)
+    assert colour_detector.labels.names == ("red", "green", "blue")
+    assert "NOT a gesture detector" in (colour_model_dir / "label_map.pbtxt").read_text()
+    assert "NOT a gesture detector" in (colour_model_dir / "model.json").read_text()
+
+
 def test_colour_model_obeys_the_serving_contract(colour_model_dir_batch1: Path) -> None:
     import tensorflow as tf
 
