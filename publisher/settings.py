@@ -1,0 +1,62 @@
+"""Publisher configuration: one pydantic-settings class, ``MEMELEARNING_PUBLISHER_*``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import AnyUrl, Field, UrlConstraints, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"])]
+
+
+class PublisherSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMELEARNING_PUBLISHER_", extra="forbid")
+
+    amqp_url: AmqpUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    # Shown in the RabbitMQ management UI next to the connection.
+    connection_name: Annotated[str, Field(min_length=1, max_length=128)] = "memelearning-publisher"
+    # Frames published but not yet confirmed by the broker; publish() waits when the
+    # window is full, so a slow broker slows the publisher down instead of growing memory.
+    max_in_flight: Annotated[int, Field(ge=1)] = 256
+    # How long one publish attempt may wait for the broker's confirm.
+    confirm_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # False for least-privilege deployments where the publisher may only write to the
+    # frames exchange: it then relies on the worker having declared it.
+    declare_exchange: bool = True
+    # Frames older than this (capture → now) are not re-sent after a reconnect: the
+    # worker queue's TTL would expire them anyway. 0 = never re-send.
+    max_frame_age_ms: Annotated[int, Field(ge=0)] = 2000
+    # aio-pika's robust connection waits this long before each reconnect attempt; its
+    # default (5 s) outlasts every frame in flight.
+    reconnect_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    # AMQP heartbeat: how soon a dead broker (no TCP reset) is noticed.
+    heartbeat_s: Annotated[int, Field(ge=0)] = 10
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _has_host(cls, value: AnyUrl) -> AnyUrl:
+        if not value.host:
+            raise ValueError("the URL has no host")
+        return value
+
+    @field_validator("connection_name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must be printable")
+        return value
+
+    def connection_url(self) -> str:
+        """The broker URL with the connection parameters aio-pika reads from it
+        (``name``, ``heartbeat``, ``reconnect_interval``); these settings win over the
+        same parameters in ``amqp_url``."""
+        parts = urlsplit(str(self.amqp_url))
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.update(
+            name=self.connection_name,
+            heartbeat=str(self.heartbeat_s),
+            reconnect_interval=f"{self.reconnect_interval_s:g}",
+        )
+        return urlunsplit(parts._replace(query=urlencode(query)))
