@@ -17,6 +17,15 @@ from publisher.errors import (
 from publisher.protocol import Frame, FrameError, FrameMeta, parse_frame
 from publisher.publishing import FramePublisher, PublisherStats
 from publisher.settings import PublisherSettings
+from publisher.simulation import ParticipantSimulator, participant_names
+from publisher.sources import (
+    FrameSource,
+    ImageFolderSource,
+    SourceError,
+    SourceFrame,
+    VideoSource,
+    open_source,
+)
 
 __all__ = [
     "BrokerUnavailableError",
@@ -28,9 +37,17 @@ __all__ = [
     "FrameNackedError",
     "FramePublisher",
     "FrameRefusedError",
+    "FrameSource",
     "FrameUnroutableError",
+    "ImageFolderSource",
+    "ParticipantSimulator",
     "PublishError",
     "PublisherSettings",
     "PublisherStats",
+    "SourceError",
+    "SourceFrame",
+    "VideoSource",
+    "open_source",
     "parse_frame",
+    "participant_names",
 ]
