@@ -8,9 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import aio_pika
+import av
+import numpy as np
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from PIL import Image
 
@@ -21,6 +25,9 @@ from publisher.protocol import (
     FRAMES_EXCHANGE_TYPE,
     Frame,
 )
+
+# Real webcam frames of one person (see /work/shared/data/README.md).
+PERSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "signs" / "4-mina"
 
 
 def jpeg_bytes(colour: tuple[int, int, int] = (200, 30, 30), size: int = 16) -> bytes:
@@ -84,3 +91,23 @@ async def frames_queue(
         yield FramesQueue(queue)
     finally:
         await connection.close()
+
+
+def write_video(path: Path, times: list[float], size: tuple[int, int] = (64, 48)) -> None:
+    """A synthetic H.264 video with a frame at each of ``times`` (seconds), whose colour
+    encodes that time: red goes from 0 at 0 s to 255 at 3 s (blue the other way)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 30)
+        for t in times:
+            red = round(t / 3 * 255)
+            pixels = np.full((size[1], size[0], 3), (red, 0, 255 - red), np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = round(t * 30)
+            frame.time_base = Fraction(1, 30)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)

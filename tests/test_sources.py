@@ -6,19 +6,15 @@ import asyncio
 import io
 import itertools
 from contextlib import aclosing
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from publisher.simulation import ParticipantSimulator, participant_names
 from publisher.sources import ImageFolderSource, SourceError, VideoSource, open_source
-
-SIGNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "signs"
-PERSON = SIGNS / "4-mina"
+from tests.publisher_support import PERSON, write_video
 
 
 def _image(jpeg: bytes) -> Image.Image:
@@ -27,28 +23,8 @@ def _image(jpeg: bytes) -> Image.Image:
     return image
 
 
-def _write_video(path: Path, times: list[float], size: tuple[int, int] = (64, 48)) -> None:
-    """A synthetic video whose colour encodes each frame's presentation time: red goes
-    from 0 at 0 s to 255 at 3 s (blue the other way)."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 30)
-        for t in times:
-            red = round(t / 3 * 255)
-            pixels = np.full((size[1], size[0], 3), (red, 0, 255 - red), np.uint8)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = round(t * 30)
-            frame.time_base = Fraction(1, 30)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
 def _shown_time(jpeg: bytes) -> float:
-    """The presentation time a frame of _write_video shows, read back from its colour."""
+    """The presentation time a frame of write_video shows, read back from its colour."""
     red = float(np.asarray(_image(jpeg))[..., 0].mean())
     return red / 255 * 3
 
@@ -58,7 +34,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 3 s: the first half at 30 fps, the second at 10 fps, so sampling by presentation
     # time and taking every k-th frame give different frames.
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    _write_video(path, [i / 30 for i in range(45)] + [1.5 + i / 10 for i in range(15)])
+    write_video(path, [i / 30 for i in range(45)] + [1.5 + i / 10 for i in range(15)])
     return path
 
 
