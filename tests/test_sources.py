@@ -134,10 +134,10 @@ async def test_simulated_participants_are_paced_and_spread_in_phase() -> None:
         (f"p{i % 3 + 1}", i // 3) for i in range(12)
     ]
     for tick, arrived in enumerate(arrivals):
-        assert tick / 30 - 0.002 <= arrived <= tick / 30 + 0.08
+        assert tick / 30 - 0.002 <= arrived <= tick / 30 + 0.1
     capture = [f.capture_ms for f in frames]
     assert capture == sorted(capture)
-    assert 300 <= capture[-1] - capture[0] <= 450  # 11 ticks of 33 ms
+    assert 300 <= capture[-1] - capture[0] <= 470  # 11 ticks of 33 ms
     # and the participants start at different places in the source
     assert len({f.jpeg for f in frames[:3]}) == 3
 
