@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from memelearning.logs import redact_url
+
 S = TypeVar("S", bound=BaseSettings)
 
 
@@ -38,5 +40,8 @@ def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
 
 
 def _short(value: object, limit: int = 60) -> str:
+    if isinstance(value, str) and "://" in value:
+        # A URL may carry a password (amqp://user:secret@host/).
+        value = redact_url(value)
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"

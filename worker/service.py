@@ -37,7 +37,7 @@ from aio_pika.abc import (
 )
 
 from memelearning.logs import redact_url
-from publisher.protocol import ID_PATTERN, FrameError, FrameMeta, parse_frame
+from publisher.protocol import FrameError, FrameMeta, parse_frame
 from worker import topology
 from worker.decode import decode_into
 from worker.events import CONTENT_TYPE, ModelRef, ReactionEvent, event_id
@@ -64,8 +64,6 @@ class DetectorLike(Protocol):
     def input_size(self) -> tuple[int, int]: ...
     @property
     def max_batch(self) -> int | None: ...
-    @property
-    def labels(self) -> Sequence[str]: ...
     def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]: ...
     def warm_up(self, batch_sizes: Iterable[int]) -> None: ...
 
@@ -108,6 +106,7 @@ class Worker:
         self._model_pool: ThreadPoolExecutor | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
         self._ready = False
+        self._stopped = False
         self._stop_requested = asyncio.Event()
         # Frames delivered and not yet settled; `_idle` is set whenever it is zero.
         self._in_flight = 0
@@ -140,7 +139,6 @@ class Worker:
         if self._detector is None:
             self._detector = await loop.run_in_executor(self._model_pool, self._load_detector)
         detector = self._detector
-        _check_labels(detector.labels)
         sizes = sorted({1, self._model_batch(s.max_batch)})
         started = time.perf_counter()
         await loop.run_in_executor(self._model_pool, detector.warm_up, sizes)
@@ -242,7 +240,11 @@ class Worker:
         self.request_stop()
 
     async def stop(self) -> None:
-        """Stop consuming, settle what is in flight (bounded), close everything."""
+        """Stop consuming, settle what is in flight (bounded), close everything.
+        Safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._ready = False
         self.metrics.ready.set(0)
         await self._stop_consuming()
@@ -272,10 +274,15 @@ class Worker:
         log.info("worker %s stopped", self.settings.worker_id)
 
     async def _stop_consuming(self) -> None:
-        for queue, tag in self._consumer_tags:
-            # The channel may already be gone (broker down); nothing to cancel then.
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+        channel = self._consume_channel
+        if channel is not None and not channel.is_closed:
+            for queue, tag in self._consumer_tags:
+                # A robust channel waits for the broker to come back before it
+                # cancels; a broker that is down must not hold up the shutdown (closing
+                # the connection ends the consumers anyway).
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await queue.cancel(tag)
         self._consumer_tags.clear()
 
     # -- consuming --------------------------------------------------------------
@@ -556,15 +563,6 @@ class Worker:
             log.exception("could not triage a dead-lettered frame; it stays queued")
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-
-
-def _check_labels(labels: Iterable[str]) -> None:
-    # Labels become topic routing-key words; a '.' or '#' would reroute events.
-    bad = [label for label in labels if not ID_PATTERN.fullmatch(label)]
-    if bad:
-        raise ValueError(
-            f"model labels {bad} are not usable in routing keys (allowed: {ID_PATTERN.pattern})"
-        )
 
 
 class _Requeue(Exception):

@@ -1,0 +1,83 @@
+"""Running Worker instances in the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from worker.detector import Detection
+from worker.service import DetectorLike, Worker
+from worker.settings import WorkerSettings
+
+
+def worker_settings(amqp_url: str, **overrides: Any) -> WorkerSettings:
+    values: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "worker_id": f"test-{uuid.uuid4().hex[:8]}",
+        "drain_timeout_s": 10.0,
+        "score_threshold": 0.5,
+    }
+    values.update(overrides)
+    return WorkerSettings(**values)
+
+
+class SpyDetector:
+    """Wraps a real detector: records every call, and can block or fail on demand."""
+
+    def __init__(
+        self,
+        inner: DetectorLike,
+        *,
+        fail_if: Callable[[npt.NDArray[np.uint8]], bool] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+        self.fail_if = fail_if
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.inner.input_size
+
+    @property
+    def max_batch(self) -> int | None:
+        return self.inner.max_batch
+
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        self.inner.warm_up(batch_sizes)
+
+    def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]:
+        self.entered.set()
+        # Bounded so a failing test cannot hang the model thread forever.
+        self.gate.wait(timeout=30)
+        if self.fail_if is not None and self.fail_if(images):
+            raise RuntimeError("simulated model crash")
+        self.calls.append(len(images))
+        return self.inner.detect(images)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+__all__ = ["SpyDetector", "Worker", "wait_until", "worker_settings"]
