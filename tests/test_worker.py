@@ -185,15 +185,12 @@ def _bad_messages() -> dict[str, aio_pika.Message]:
                 headers.pop(key)
             else:
                 headers[key] = value
-        fields = {
-            "body": message.body,
-            "content_type": message.content_type,
-            "message_id": uuid.uuid4().hex,
-            "headers": headers,
-        }
-        fields.update(changes)
-        body = fields.pop("body")
-        return aio_pika.Message(body, **fields)
+        return aio_pika.Message(
+            changes.get("body", message.body),
+            content_type=changes.get("content_type", message.content_type),
+            message_id=uuid.uuid4().hex,
+            headers=headers,
+        )
 
     return {
         "content_type": variant(content_type="image/png"),
