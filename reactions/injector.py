@@ -85,7 +85,9 @@ class Injector:
         lanes = list(self._lanes.values())
         for lane in lanes:
             lane.task.cancel()
-        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
+        if lanes:
+            # Bounded: a request stuck in a misbehaving client must not hold up shutdown.
+            await asyncio.wait([lane.task for lane in lanes], timeout=timeout_s)
         showing = [lane for lane in lanes if lane.showing is not None]
         if showing and self._config.mode == "layer":
             with contextlib.suppress(TimeoutError):
@@ -130,7 +132,11 @@ class _Lane:
                     if self.queue.empty():
                         return  # idle: the next reaction starts a new lane
                     continue
-                await self._inject(item)
+                try:
+                    await self._inject(item)
+                except Exception:
+                    # A lane outlives any one reaction, whatever went wrong with it.
+                    logger.exception("meeting %s: injection failed", self.meeting_id)
         finally:
             self.injector._remove(self)
 

@@ -141,6 +141,9 @@ class MeetingApi:
                         return None
                     await response.read()
             except TimeoutError:
+                if _being_cancelled():
+                    # aiohttp can turn our own cancellation into a timeout: never retry it.
+                    raise asyncio.CancelledError from None
                 failure = TransientError("timeout", f"{method} {what} timed out")
             except aiohttp.ClientError as exc:
                 failure = TransientError("connection", f"{method} {what}: {type(exc).__name__}")
@@ -159,6 +162,11 @@ class MeetingApi:
                 self._on_retry()
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _room(access_key: str) -> str:

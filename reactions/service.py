@@ -102,7 +102,7 @@ class ReactionService:
             self.metrics,
             self._clock,
         )
-        self._runner = web.AppRunner(self._http_app(), access_log=None)
+        self._runner = web.AppRunner(self._http_app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http_host, s.http_port)
         await site.start()

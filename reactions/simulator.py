@@ -89,6 +89,7 @@ class MeetingSimulator:
         self.gestures: dict[str, dict[str, Gesture]] = {}
         self._changed = asyncio.Condition()
         self._listeners: set[asyncio.Queue[str]] = set()
+        self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._connection: AbstractRobustConnection | None = None
         self.port = 0
@@ -141,7 +142,7 @@ class MeetingSimulator:
     # -- lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -164,6 +165,7 @@ class MeetingSimulator:
             await self._connection.close()
 
     async def stop(self) -> None:
+        self._closing.set()
         for listener in list(self._listeners):
             with contextlib.suppress(asyncio.QueueFull):
                 listener.put_nowait("")  # wakes the stream so it can end
@@ -256,7 +258,9 @@ class MeetingSimulator:
         key = request.match_info["key"]
         room = self.room(key)
         if room.delay_s:
-            await asyncio.sleep(room.delay_s)  # simulates a slow API
+            # A slow API; stop() cuts the wait short so shutdown is never held up.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), room.delay_s)
         params: dict[str, Any] = {}
         if request.method == "POST":
             if request.content_type == "application/json":
