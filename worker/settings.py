@@ -62,7 +62,8 @@ class WorkerSettings(BaseSettings):
     score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     # Per-label thresholds, e.g. MEMELEARNING_WORKER_THRESHOLDS='{"like": 0.7}'.
     thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
-    ignore_labels: list[str] = ["none"]
+    # Labels the model has but that never become events (must exist in the label map).
+    ignore_labels: list[str] = []
     input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (320, 320)
     # TensorFlow threads; 0 lets TensorFlow decide.
     intra_op_threads: Annotated[int, Field(ge=0)] = 0

@@ -1,0 +1,7 @@
+.PHONY: check test demo
+check:
+	bash scripts/check
+test:
+	bash scripts/test.sh
+demo:
+	bash scripts/demo.sh
