@@ -345,8 +345,11 @@ class MeetingSimulator:
         self._record(call)
         return web.Response(status=201)
 
-    async def _page(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(PAGE)
+    async def _page(self, request: web.Request) -> web.Response:
+        # "</" escaped so no string in the state can close the script element.
+        state = json.dumps(self.state()).replace("</", "<\\/")
+        html = PAGE.read_text(encoding="utf-8").replace("/*INITIAL_STATE*/null", state, 1)
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())
