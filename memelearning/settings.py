@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import AfterValidator, AnyUrl, SecretStr, UrlConstraints, ValidationError
 from pydantic_settings import BaseSettings
 
 from memelearning.logs import redact_url
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def _require_host(url: AnyUrl) -> AnyUrl:
+    if not url.host:
+        raise ValueError("the URL has no host")
+    return url
+
+
+# Broker and HTTP URLs as every process's settings type them.
+AmqpUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"]), AfterValidator(_require_host)
+]
+HttpUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["http", "https"]), AfterValidator(_require_host)
+]
+DEFAULT_AMQP_URL: Final = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
 
 
 class SettingsError(Exception):

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AnyUrl, Field, UrlConstraints, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"])]
+from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl
 
 
 class PublisherSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_PUBLISHER_", extra="forbid")
 
-    amqp_url: AmqpUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
     # Shown in the RabbitMQ management UI next to the connection.
     connection_name: Annotated[str, Field(min_length=1, max_length=128)] = "memelearning-publisher"
     # Frames published but not yet confirmed by the broker; publish() waits when the
@@ -33,13 +33,6 @@ class PublisherSettings(BaseSettings):
     reconnect_interval_s: Annotated[float, Field(gt=0)] = 1.0
     # AMQP heartbeat: how soon a dead broker (no TCP reset) is noticed.
     heartbeat_s: Annotated[int, Field(ge=0)] = 10
-
-    @field_validator("amqp_url")
-    @classmethod
-    def _has_host(cls, value: AnyUrl) -> AnyUrl:
-        if not value.host:
-            raise ValueError("the URL has no host")
-        return value
 
     @field_validator("connection_name")
     @classmethod

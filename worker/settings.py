@@ -7,10 +7,10 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AnyUrl, Field, UrlConstraints, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"])]
+from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl
 
 # The shipped model; until the trained one lands this directory may not exist and
 # the operator must point MEMELEARNING_WORKER_MODEL_DIR at an exported model.
@@ -25,7 +25,7 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_WORKER_", extra="forbid")
 
     # -- broker
-    amqp_url: AmqpUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
     connection_name: str = "memelearning-worker"
     queue: str = "memelearning.frames"
     dead_letter_exchange: str = "memelearning.frames.dlx"
@@ -77,13 +77,6 @@ class WorkerSettings(BaseSettings):
     # Must stay below Kubernetes' terminationGracePeriodSeconds.
     drain_timeout_s: Annotated[float, Field(gt=0)] = 20.0
     confirm_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-
-    @field_validator("amqp_url")
-    @classmethod
-    def _has_host(cls, value: AnyUrl) -> AnyUrl:
-        if not value.host:
-            raise ValueError("the URL has no host")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:
