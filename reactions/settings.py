@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyUrl, Field, SecretStr, UrlConstraints, field_validator
+from pydantic import AnyUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, HttpUrl
 from publisher.protocol import ID_PATTERN
 
-AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"])]
-HttpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["http", "https"])]
 MeetingId = Annotated[str, Field(pattern=ID_PATTERN.pattern)]
 Positive = Annotated[float, Field(gt=0)]
 
@@ -25,7 +24,7 @@ class ReactionsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_REACTIONS_", extra="forbid")
 
     # -- broker
-    amqp_url: AmqpUrl = AnyUrl("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
     connection_name: str = "memelearning-reactions"
     # Meetings this process serves; empty = every meeting. One process per partition of
     # meetings: two processes serving the same meeting would both inject.
@@ -86,13 +85,6 @@ class ReactionsSettings(BaseSettings):
     # /metrics, /livez, /readyz, /media/, /meetings/{id}/reactions; 0 = a free port.
     http_port: Annotated[int, Field(ge=0, le=65535)] = 9102
     drain_timeout_s: Positive = 10.0
-
-    @field_validator("amqp_url", "meeting_api_url")
-    @classmethod
-    def _has_host(cls, value: AnyUrl) -> AnyUrl:
-        if not value.host:
-            raise ValueError("the URL has no host")
-        return value
 
     def access_key_for(self, meeting_id: str) -> str | None:
         key = self.access_keys.get(meeting_id)
