@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import AfterValidator, AnyUrl, SecretStr, UrlConstraints, ValidationError
+from pydantic import AfterValidator, AnyUrl, UrlConstraints, ValidationError
 from pydantic_settings import BaseSettings
 
 from memelearning.logs import redact_url
@@ -49,7 +49,8 @@ def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
         field = str(err["loc"][0]) if err["loc"] else ""
         variable = (prefix + field).upper() if field else prefix.rstrip("_")
         info = cls.model_fields.get(field)
-        secret = info is not None and info.annotation is SecretStr
+        # Also `SecretStr | None`, `dict[str, SecretStr]`, …: any type holding a secret.
+        secret = info is not None and "SecretStr" in repr(info.annotation)
         shown = "" if secret or "input" not in err else f" (got {_short(err['input'])})"
         lines.append(f"  {variable}: {err['msg']}{shown}")
     return "\n".join(lines)

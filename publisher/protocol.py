@@ -101,7 +101,9 @@ class Frame:
             content_type=CONTENT_TYPE,
             message_id=self.message_id,
             timestamp=datetime.fromtimestamp(self.capture_ms / 1000, tz=UTC),
-            # Frames are worthless after a few seconds: never ask the broker to fsync them.
+            # Frames are worthless after a few seconds: nothing to keep across a broker
+            # restart. (A quorum queue still writes every message to its log; see
+            # docs/protocol.md on the broker's data directory.)
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
             headers={
                 HEADER_SCHEMA: SCHEMA_VERSION,

@@ -5,6 +5,7 @@
 #   VENV          where the virtual environment goes (default: .venv)
 #   EXTRAS        pip extras to install (default: dev)
 #   AMQP_PORT     the broker port to check (default: 5672)
+#   WITH_BROWSER  1 = also install Debian's chromium (the demo page's browser test)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,4 +72,8 @@ if command -v rabbitmq-plugins >/dev/null 2>&1; then
     done
   fi
 fi
+if [ "${WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
+fi
+
 log "ready: $("$VENV/bin/python" --version), RabbitMQ on :$AMQP_PORT"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The demo: a local broker, a worker, simulated participants streaming real webcam
-# frames, and the reaction events as they come out. Ctrl-C stops everything.
+# The demo: a local broker, a worker, the reactions service, a simulated meeting
+# with a live page, and participants streaming real webcam frames into it.
+# Ctrl-C stops everything.
 #   DEMO_SOURCE        image folder or video to stream (default: ../shared/data/signs/<person>)
 #   DEMO_PARTICIPANTS  simulated participants (default 3)   DEMO_FPS  per participant (default 2)
 #   MEMELEARNING_WORKER_MODEL_DIR  the model to serve (default: the shipped one)
+#   DEMO_PAGE_PORT     where the meeting page is served (default 8090)
+#   DEMO_TAIL=1        also print every reaction event as a JSON line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -50,10 +53,24 @@ until memelearning worker check --port "$PORT" >/dev/null 2>&1; do
 done
 echo "worker ready; metrics on http://127.0.0.1:$PORT/metrics" >&2
 
-setsid memelearning --log-level WARNING reactions tail --meeting demo &
+# The meeting side: a local simulator of the meeting platform's REST API that also
+# serves the page, and the reactions service that injects GIFs into it.
+SIM_PORT="${DEMO_PAGE_PORT:-8090}"
+export MEMELEARNING_REACTIONS_MEETING_API_URL="http://127.0.0.1:$SIM_PORT"
+setsid memelearning --log-level WARNING reactions meeting-sim --port "$SIM_PORT" &
 pids+=($!)
+setsid memelearning --log-level WARNING reactions serve &
+pids+=($!)
+if [ -n "${DEMO_TAIL:-}" ]; then
+  setsid memelearning --log-level WARNING reactions tail --meeting demo &
+  pids+=($!)
+fi
 sleep 1
+echo >&2
+echo "  ▶ open http://127.0.0.1:$SIM_PORT/ to watch the meeting (Ctrl-C stops the demo)" >&2
+echo >&2
 setsid memelearning --log-level WARNING publish --meeting demo --participants "$PARTICIPANTS" \
   --fps "$FPS" --loop "$@" "$SOURCE" &
-pids+=($!)
-wait "${pids[2]}"
+publisher=$!
+pids+=("$publisher")
+wait "$publisher"

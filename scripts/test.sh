@@ -3,5 +3,5 @@
 # RabbitMQ if none answers, then runs scripts/check (ruff, mypy, pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+WITH_BROWSER=1 bash scripts/bootstrap.sh
 exec bash scripts/check "$@"

@@ -129,3 +129,17 @@ def test_the_cli_reports_bad_settings_with_exit_code_2(
 
 def test_the_readiness_probe_fails_when_no_worker_answers() -> None:
     assert main(["worker", "check", "--port", str(free_port()), "--timeout", "1"]) == 1
+
+
+def test_settings_errors_never_echo_a_secret_inside_a_container_type() -> None:
+    from pydantic import SecretStr
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class Keys(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="MEMELEARNING_TEST_")
+        keys: dict[str, SecretStr] = {}
+
+    with pytest.raises(SettingsError) as error:
+        load_settings(Keys, keys=["topsecret"])
+    assert "MEMELEARNING_TEST_KEYS" in str(error.value)
+    assert "topsecret" not in str(error.value)

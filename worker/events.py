@@ -24,9 +24,11 @@ CONTENT_TYPE: Final = "application/json"
 # and consumers can drop the duplicates.
 _EVENT_NAMESPACE: Final = uuid.UUID("5f1d6a3e-4b0e-4c8e-9d8e-6d656d656c72")
 
-# Labels also end up in routing keys: same safe alphabet as meeting ids.
-Label = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
-Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
+# Labels also end up in routing keys: same safe alphabet as meeting ids. Anchored,
+# because pydantic's `pattern` otherwise matches anywhere in the string.
+_WHOLE_ID = rf"^{ID_PATTERN.pattern}$"
+Label = Annotated[str, StringConstraints(pattern=_WHOLE_ID)]
+Identifier = Annotated[str, StringConstraints(pattern=_WHOLE_ID)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 

@@ -528,6 +528,8 @@ class Worker:
                 topology.HEADER_REJECTED_BY: self.settings.worker_id,
             }
         )
+        # Not persistent, like the frame itself: a poison frame is evidence for an
+        # operator, not something to keep across a broker restart (it is biometric data).
         await self._publish_channel.default_exchange.publish(
             aio_pika.Message(
                 message.body,

@@ -1,0 +1,72 @@
+"""The reaction-event contract: ids, routing keys, validation."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from worker.events import ReactionEvent, binding_key, event_id, routing_key
+
+
+def event(**changes: object) -> ReactionEvent:
+    fields: dict[str, object] = {
+        "event_id": event_id("frame-1", "like"),
+        "frame_id": "frame-1",
+        "meeting_id": "m1",
+        "participant_id": "alice",
+        "sequence": 3,
+        "label": "like",
+        "score": 0.9,
+        "box": {"ymin": 0.1, "xmin": 0.2, "ymax": 0.5, "xmax": 0.6},
+        "capture_ms": 1_795_000_000_000,
+        "detected_ms": 1_795_000_000_050,
+        "model": {"name": "gestures", "version": "1"},
+        "worker_id": "w1",
+    }
+    fields.update(changes)
+    return ReactionEvent.model_validate(fields)
+
+
+def test_event_ids_are_the_same_for_the_same_frame_and_label_on_any_worker() -> None:
+    assert event_id("frame-1", "like") == event_id("frame-1", "like")
+    assert event_id("frame-1", "like") != event_id("frame-1", "palm")
+    assert event_id("frame-1", "like") != event_id("frame-2", "like")
+    assert event_id("frame-1", "like").version == 5
+
+
+def test_an_event_survives_the_json_round_trip() -> None:
+    original = event()
+    assert ReactionEvent.from_json(original.to_json()) == original
+    assert original.routing_key == "reaction.m1.like" == routing_key("m1", "like")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"meeting_id": "a.b"},
+        {"meeting_id": "m1#"},
+        {"meeting_id": "x" * 65},
+        {"label": "thumbs.up"},
+        {"label": "like*"},
+        {"participant_id": ""},
+        {"score": 1.5},
+        {"box": {"ymin": 0.6, "xmin": 0.2, "ymax": 0.5, "xmax": 0.6}},
+        {"box": {"ymin": -0.1, "xmin": 0.2, "ymax": 0.5, "xmax": 0.6}},
+        {"event_id": "not-a-uuid"},
+        {"extra": 1},
+    ],
+)
+def test_events_that_would_break_routing_or_the_schema_are_refused(
+    changes: dict[str, object],
+) -> None:
+    with pytest.raises(ValidationError):
+        event(**changes)
+
+
+def test_binding_keys_select_a_meeting_a_label_or_all() -> None:
+    assert binding_key() == "reaction.*.*"
+    assert binding_key("m1") == "reaction.m1.*"
+    assert binding_key(label="like") == "reaction.*.like"
+    assert isinstance(event().event_id, uuid.UUID)
