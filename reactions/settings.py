@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, HttpUrl
 from publisher.protocol import ID_PATTERN
 
-MeetingId = Annotated[str, Field(pattern=ID_PATTERN.pattern)]
+# Anchored: pydantic matches `pattern` anywhere in the string otherwise.
+MeetingId = Annotated[str, Field(pattern=rf"^{ID_PATTERN.pattern}$")]
 Positive = Annotated[float, Field(gt=0)]
 
 
