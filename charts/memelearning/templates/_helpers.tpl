@@ -1,0 +1,102 @@
+{{/* The chart name, overridable. */}}
+{{- define "memelearning.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release-scoped base name of every object. */}}
+{{- define "memelearning.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "memelearning.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "memelearning.labels" -}}
+helm.sh/chart: {{ include "memelearning.chart" . }}
+{{ include "memelearning.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: memelearning
+{{- end }}
+
+{{- define "memelearning.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "memelearning.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Per-component names and labels: call with (dict "ctx" $ "component" "worker"). */}}
+{{- define "memelearning.componentName" -}}
+{{- printf "%s-%s" (include "memelearning.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "memelearning.componentLabels" -}}
+{{ include "memelearning.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "memelearning.componentSelectorLabels" -}}
+{{ include "memelearning.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "memelearning.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "memelearning.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The worker image: the GPU tag when GPUs are requested and no tag is set. */}}
+{{- define "memelearning.workerImage" -}}
+{{- $repo := default .Values.image.repository .Values.worker.image.repository }}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.worker.image.tag }}
+{{- $tag = .Values.worker.image.tag }}
+{{- else if .Values.worker.gpu.enabled }}
+{{- $tag = printf "%s-gpu" $tag }}
+{{- end }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{- define "memelearning.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The worker's effective prefetch, as worker/settings.py computes it. */}}
+{{- define "memelearning.workerPrefetch" -}}
+{{- $s := .Values.worker.settings }}
+{{- if gt (int $s.prefetch) 0 }}{{ int $s.prefetch }}{{ else }}{{ mul 2 (int $s.maxBatch) }}{{ end }}
+{{- end }}
+
+{{/* Fails the render on settings that cannot work together. */}}
+{{- define "memelearning.validate" -}}
+{{- if not .Values.amqp.existingSecret }}
+{{- fail "amqp.existingSecret is required: a Secret holding the broker URLs (see the chart README)" }}
+{{- end }}
+{{- $w := .Values.worker }}
+{{- if le (float64 $w.terminationGracePeriodSeconds) (float64 $w.settings.drainTimeoutSeconds) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be longer than worker.settings.drainTimeoutSeconds (%v): Kubernetes would kill workers mid-drain" $w.terminationGracePeriodSeconds $w.settings.drainTimeoutSeconds) }}
+{{- end }}
+{{- $r := .Values.reactions }}
+{{- if and $r.enabled (le (float64 $r.terminationGracePeriodSeconds) (addf $r.settings.drainTimeoutSeconds $r.preStopSleepSeconds)) }}
+{{- fail (printf "reactions.terminationGracePeriodSeconds (%v) must be longer than reactions.preStopSleepSeconds + reactions.settings.drainTimeoutSeconds" $r.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- if and .Values.keda.enabled (le (int .Values.keda.queueLength) (int (include "memelearning.workerPrefetch" .))) }}
+{{- fail (printf "keda.queueLength (%v) must exceed the worker prefetch (%s): with the management API every busy worker holds that many unacked frames, which would read as a backlog" .Values.keda.queueLength (include "memelearning.workerPrefetch" .)) }}
+{{- end }}
+{{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount)) }}
+{{- fail "keda.minReplicaCount must not exceed keda.maxReplicaCount" }}
+{{- end }}
+{{- end }}
