@@ -54,7 +54,23 @@ class RateLimiter:
             self._buckets[meeting_id] = (tokens, now)
             return False
         self._buckets[meeting_id] = (tokens - 1.0, now)
+        self._prune(now)
         return True
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: drop those, amortised,
+        # so a service that sees many meetings over days keeps a bounded table.
+        if len(self._buckets) > 1024 and len(self._buckets) % 1024 == 0:
+            full = [
+                meeting
+                for meeting, (tokens, at) in self._buckets.items()
+                if tokens + (now - at) * self._rate >= self._burst
+            ]
+            for meeting in full:
+                del self._buckets[meeting]
 
     def forget(self, meeting_id: str) -> None:
         self._buckets.pop(meeting_id, None)

@@ -99,6 +99,20 @@ def test_rate_limit_allows_a_burst_then_the_sustained_rate_per_meeting() -> None
     assert limiter.allow("m1")
 
 
+def test_rate_limit_buckets_of_quiet_meetings_are_forgotten() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
+    for i in range(1500):
+        limiter.allow(f"old{i}")
+    clock.now += 5  # every bucket has refilled: same as never seen
+    for i in range(1500):
+        limiter.allow(f"new{i}")
+    assert len(limiter) < 2000
+    # A meeting still limited keeps its bucket.
+    clock.now += 0.001
+    assert [limiter.allow("busy") for _ in range(3)] == [True, True, False]
+
+
 @pytest.mark.parametrize("default", [True, False])
 def test_opt_out_follows_the_default_until_set(default: bool) -> None:
     optouts = OptOuts(enabled_by_default=default)
