@@ -153,8 +153,10 @@ async def _latency(
         await run.events.wait_for(already + 1, plan.patience_s)
         await asyncio.sleep(plan.latency_warmup_s)
         before = await run.snapshot(load)
-        report = await load.wait(timeout_s=duration + plan.patience_s)
+        # Just before the load ends, so that its process can still be measured.
+        await asyncio.sleep(max(0.5, plan.latency_steady_s - 0.5))
         after = await run.snapshot(load)
+        report = await load.wait(timeout_s=duration + plan.patience_s)
     finally:
         load.stop()
     await run.events.wait_for(already + report.confirmed, plan.patience_s)
@@ -178,6 +180,7 @@ async def _latency(
         "p99_ms": round(float(p99), 1),
         "max_ms": round(float(ages.max()), 1),
         "load": asdict(report),
+        "duplicates": run.events.duplicates,
         "worker": _worker_breakdown(before.metrics, after.metrics, seconds),
         "cpu_cores": cores_used(before.cpu, after.cpu, seconds),
     }

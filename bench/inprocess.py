@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.machine import machine_busy_s
+
 
 @dataclass(frozen=True)
 class InProcessJob:
@@ -47,6 +49,10 @@ class InProcessResult:
     detect_ms_per_batch: float
     # Share of the wall time spent decoding (the rest is the model call).
     decode_share: float
+    # Cores this process used, and cores used by everything else on the machine
+    # meanwhile (other people's work slows the figures down).
+    cpu_cores: float
+    other_cores: float
 
 
 def measure_in_child(job: InProcessJob) -> dict[str, Any]:
@@ -134,6 +140,8 @@ def _measure(
         frames = batches = 0
         decode_s = detect_s = 0.0
         rates = []
+        cpu_started = time.process_time()
+        machine_started = machine_busy_s()
         started = time.perf_counter()
         for _ in range(job.intervals):
             interval_frames = 0
@@ -148,6 +156,8 @@ def _measure(
                 batches += 1
             rates.append(interval_frames / (time.perf_counter() - interval_started))
         seconds = time.perf_counter() - started
+        own = time.process_time() - cpu_started
+        machine = machine_busy_s() - machine_started
     return InProcessResult(
         max_batch=size,
         frames=frames,
@@ -158,4 +168,6 @@ def _measure(
         decode_ms_per_frame=round(decode_s / frames * 1000, 2),
         detect_ms_per_batch=round(detect_s / batches * 1000, 2),
         decode_share=round(decode_s / (decode_s + detect_s), 3),
+        cpu_cores=round(own / seconds, 2),
+        other_cores=round(max(0.0, machine - own) / seconds, 2),
     )

@@ -29,6 +29,7 @@ import shlex
 import sys
 import tempfile
 import time
+import urllib.error
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,7 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"bench.pipeline: {exc}", file=sys.stderr)
         return 2
-    result = asyncio.run(run(args, settings))
+    try:
+        result = asyncio.run(run(args, settings))
+    except (OSError, urllib.error.URLError) as exc:
+        # Most often the broker or its management API is not running.
+        print(
+            f"bench.pipeline: cannot use RabbitMQ at {redact_url(str(settings.amqp_url))} "
+            f"(management API {settings.management_url}): {exc}",
+            file=sys.stderr,
+        )
+        return 1
     print(format_report(result))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -57,43 +57,45 @@ def _table(in_process: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, A
         "in-proc fps (min-max)",
         "decode ms/frame",
         "detect ms/batch",
+        "other cores",
         "e2e fps (min-max)",
         "e2e/in-proc",
         "e2e mean batch",
         "worker busy",
         "CPU cores: worker (loop)/broker/load/sub/other",
     )
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for row in in_process:
-        run = by_batch.get(row["max_batch"])
-        if run is None:
-            rows.append((str(row["max_batch"]), _rate(row), *("",) * 7))
-            continue
-        w = run["worker"]
-        cpu = run["cpu_cores"]
-        busy = w["decode_share_of_wall"] + w["detect_share_of_wall"]
-        rows.append(
-            (
-                str(row["max_batch"]),
-                _rate(row),
-                f"{row['decode_ms_per_frame']:.2f}",
-                f"{row['detect_ms_per_batch']:.2f}",
-                _rate(run),
-                f"{run['ratio_to_in_process']:.2f}",
-                _number(w["mean_batch"]),
-                f"{busy:.0%}",
-                f"{_number(cpu.get('worker'))} ({_number(cpu.get('worker_main_thread'))})/"
-                + "/".join(
-                    _number(cpu.get(role)) for role in ("broker", "load", "subscriber", "other")
-                ),
-            )
+        cells = (
+            str(row["max_batch"]),
+            _rate(row),
+            f"{row['decode_ms_per_frame']:.2f}",
+            f"{row['detect_ms_per_batch']:.2f}",
+            _number(row["other_cores"]),
         )
+        run = by_batch.get(row["max_batch"])
+        rows.append(cells + (_e2e_cells(run) if run else ("",) * (len(header) - len(cells))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     out = [
         "  ".join(cell.rjust(width) for cell, width in zip(r, widths, strict=True)) for r in rows
     ]
     out.insert(1, "  ".join("-" * width for width in widths))
     return out
+
+
+def _e2e_cells(run: Mapping[str, Any]) -> tuple[str, ...]:
+    w = run["worker"]
+    cpu = run["cpu_cores"]
+    busy = w["decode_share_of_wall"] + w["detect_share_of_wall"]
+    roles = ("broker", "load", "subscriber", "other")
+    return (
+        _rate(run),
+        f"{run['ratio_to_in_process']:.2f}",
+        _number(w["mean_batch"]),
+        f"{busy:.0%}",
+        f"{_number(cpu.get('worker'))} ({_number(cpu.get('worker_main_thread'))})/"
+        + "/".join(_number(cpu.get(role)) for role in roles),
+    )
 
 
 def _number(value: float | None) -> str:
