@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
-from typing import Any, Final
+from multiprocessing.synchronize import Event
+from typing import Final
 
 from bench.frames import MemorySource
 from publisher import (
@@ -88,17 +90,28 @@ class LoadProcess:
         self._stop.set()
 
     async def wait(self, timeout_s: float = 60) -> LoadReport:
-        if not await asyncio.to_thread(self._receive.poll, timeout_s):
+        # Whichever comes first: its report, or its end without one (a crash).
+        if not await asyncio.to_thread(self._finished, timeout_s):
             self._process.kill()
             raise TimeoutError(f"the load process did not finish within {timeout_s:.0f} s")
+        if not self._receive.poll():
+            await asyncio.to_thread(self._process.join, 10)
+            raise RuntimeError(
+                f"the load process died (exit code {self._process.exitcode}) without a report"
+            )
         report: LoadReport = self._receive.recv()
         await asyncio.to_thread(self._process.join, 10)
         if report.error is not None:
             raise RuntimeError(f"the load process failed: {report.error}")
         return report
 
+    def _finished(self, timeout_s: float) -> bool:
+        return bool(
+            multiprocessing.connection.wait([self._receive, self._process.sentinel], timeout_s)
+        )
 
-def _main(job: LoadJob, seen: Synchronized[int], stop: Any, send: Connection) -> None:
+
+def _main(job: LoadJob, seen: Synchronized[int], stop: Event, send: Connection) -> None:
     logging.basicConfig(level=logging.WARNING, format="load: %(levelname)s %(message)s")
     report = LoadReport()
     try:
@@ -109,7 +122,7 @@ def _main(job: LoadJob, seen: Synchronized[int], stop: Any, send: Connection) ->
     send.close()
 
 
-async def _publish(job: LoadJob, seen: Synchronized[int], stop: Any, report: LoadReport) -> None:
+async def _publish(job: LoadJob, seen: Synchronized[int], stop: Event, report: LoadReport) -> None:
     settings = PublisherSettings(
         amqp_url=job.amqp_url,
         connection_name="memelearning-bench-load",
@@ -129,7 +142,7 @@ async def _publish(job: LoadJob, seen: Synchronized[int], stop: Any, report: Loa
 
 
 async def _saturate(
-    publisher: FramePublisher, job: LoadJob, seen: Synchronized[int], stop: Any
+    publisher: FramePublisher, job: LoadJob, seen: Synchronized[int], stop: Event
 ) -> None:
     names = participant_names(job.participants)
     base = seen.value
@@ -151,7 +164,7 @@ async def _saturate(
         sequence += 1
 
 
-async def _pace(publisher: FramePublisher, job: LoadJob, stop: Any) -> int:
+async def _pace(publisher: FramePublisher, job: LoadJob, stop: Event) -> int:
     assert job.rate_fps is not None
     simulator = ParticipantSimulator(
         MemorySource(job.jpegs),
