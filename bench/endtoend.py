@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.broker import Management
 from bench.events import EventCounter
 from bench.load import LoadJob, LoadProcess
 from bench.machine import CpuSample, cores_used, pids_named, sample_cpu
 from bench.plan import Plan
 from bench.worker_process import WorkerProcess
+from memelearning.management import ManagementClient
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _Run:
 
 
 async def run_batch_size(
-    management: Management,
+    management: ManagementClient,
     *,
     jpegs: Sequence[bytes],
     label: str,
@@ -69,7 +69,7 @@ async def run_batch_size(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Saturate a fresh worker with ``max_batch``; then, if asked, measure latency at
     ``plan.latency_load`` of the capacity just measured."""
-    vhost = await asyncio.to_thread(management.create_vhost, "bench")
+    vhost = await asyncio.to_thread(management.create_vhost, "bench", "memelearning benchmark")
     try:
         url = management.url_for(vhost)
         settings = {

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from bench.broker import Management
 from bench.endtoend import run_batch_size
 from bench.frames import SIGNS, describe_jpegs, load_jpegs
 from bench.inprocess import InProcessJob, measure_in_child
@@ -44,6 +43,7 @@ from bench.plan import plan_for
 from bench.report import format_report
 from bench.settings import BenchSettings
 from memelearning.logs import redact_url
+from memelearning.management import ManagementClient
 from memelearning.settings import SettingsError, load_settings
 from worker.settings import WorkerSettings
 
@@ -112,7 +112,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, Any]:
-    management = Management(str(settings.amqp_url), str(settings.management_url))
+    management = ManagementClient(str(settings.amqp_url), str(settings.management_url))
     # Fails fast, before a minute of measuring, if the broker is not there.
     overview = await asyncio.to_thread(management.overview)
     started = datetime.now(UTC)

@@ -1,5 +1,9 @@
-"""The few RabbitMQ management API calls the benchmark needs: a throw-away vhost per
-run and the broker's version."""
+"""A small client for the RabbitMQ management HTTP API: the calls tests, benchmarks
+and operations scripts need (throw-away vhosts, queue state, the broker's version).
+
+The standard library is enough for a handful of JSON calls; the management API takes
+the same credentials as the AMQP URL.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +18,25 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Management:
+class ManagementClient:
     amqp_url: str
     management_url: str
+    timeout_s: float = 10.0
+
+    @property
+    def user(self) -> str:
+        return urllib.parse.unquote(urllib.parse.urlsplit(self.amqp_url).username or "guest")
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        parts = urllib.parse.urlsplit(self.amqp_url)
-        # The management API takes the same credentials as AMQP.
-        user = urllib.parse.unquote(parts.username or "guest")
-        password = urllib.parse.unquote(parts.password or "guest")
+        password = urllib.parse.unquote(urllib.parse.urlsplit(self.amqp_url).password or "guest")
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.management_url.rstrip("/") + "/api/" + path, data=data, method=method
         )
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        token = base64.b64encode(f"{self.user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             payload = response.read()
         return json.loads(payload) if payload else None
 
@@ -38,14 +44,14 @@ class Management:
         result: dict[str, Any] = self.api("GET", "overview")
         return result
 
-    def create_vhost(self, prefix: str) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    def create_vhost(self, prefix: str, description: str = "memelearning") -> str:
+        """A new vhost named ``<prefix>-<random>``, with full rights for our user."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
         quoted = urllib.parse.quote(name, safe="")
-        self.api("PUT", f"vhosts/{quoted}", {"description": "memelearning benchmark"})
-        user = urllib.parse.unquote(urllib.parse.urlsplit(self.amqp_url).username or "guest")
+        self.api("PUT", f"vhosts/{quoted}", {"description": description})
         self.api(
             "PUT",
-            f"permissions/{quoted}/{urllib.parse.quote(user, safe='')}",
+            f"permissions/{quoted}/{urllib.parse.quote(self.user, safe='')}",
             {"configure": ".*", "write": ".*", "read": ".*"},
         )
         return name
@@ -58,6 +64,13 @@ class Management:
                 raise
 
     def url_for(self, vhost: str) -> str:
+        """The AMQP URL of ``vhost`` on the same broker, with the same credentials."""
         parts = urllib.parse.urlsplit(self.amqp_url)
         path = "/" + urllib.parse.quote(vhost, safe="")
         return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+    def queue(self, vhost: str, name: str) -> dict[str, Any]:
+        """The management API's view of a queue (its statistics lag by seconds)."""
+        path = f"queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(name, safe='')}"
+        result: dict[str, Any] = self.api("GET", path)
+        return result
