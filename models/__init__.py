@@ -1,5 +1,7 @@
-"""Training, export and evaluation of the detection models the workers serve.
+"""Training, export and evaluation of the detection models the workers serve, and
+the dataset tools that read their training data.
 
-Modules here import TensorFlow at import time; import them only where a model is
-built or exported, never from code paths that must start without TensorFlow.
+Model modules (``contract_model``) import TensorFlow at import time; import them only
+where a model is built or exported. The dataset tools (``voc``, ``labels``,
+``splits``, ``imagefolder``, ``plots``) do not.
 """
