@@ -117,7 +117,8 @@ class _Lane:
         config = self.injector._config
         clock = self.injector._clock
         try:
-            while True:
+            # Closing also ends a lane whose cancellation a client library swallowed.
+            while not self.injector._closing:
                 wait = (
                     max(0.0, self.showing_until - clock())
                     if self.showing is not None

@@ -146,6 +146,9 @@ class MeetingApi:
                     raise asyncio.CancelledError from None
                 failure = TransientError("timeout", f"{method} {what} timed out")
             except aiohttp.ClientError as exc:
+                if _being_cancelled():
+                    # A cancelled request can surface as a connection error too.
+                    raise asyncio.CancelledError from None
                 failure = TransientError("connection", f"{method} {what}: {type(exc).__name__}")
             else:
                 if 400 <= status < 500 and status != 429:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.broker import BROKER, Broker
+
+if TYPE_CHECKING:
+    from reactions.simulator import MeetingSimulator
 
 pytest_plugins = ["tests.model_fixtures"]
 
@@ -30,3 +34,14 @@ def vhost(broker: Broker) -> Iterator[str]:
 @pytest.fixture
 def amqp_url(broker: Broker, vhost: str) -> str:
     return broker.url_for(vhost)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[MeetingSimulator]:
+    """A local meeting-API simulator whose rooms are ready at once."""
+    from reactions.simulator import MeetingSimulator
+
+    simulator = MeetingSimulator(rooms_ready=True)
+    await simulator.start()
+    yield simulator
+    await simulator.stop()

@@ -26,14 +26,6 @@ FAST = RetryPolicy(max_attempts=4, base_s=0.001, max_s=0.01)
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[MeetingSimulator]:
-    simulator = MeetingSimulator(rooms_ready=True)
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from reactions.simulator import MeetingSimulator
 from reactions.testing import make_event, publish_events
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[MeetingSimulator]:
-    simulator = MeetingSimulator(rooms_ready=True)
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
 
 
 async def next_state(stream: aiohttp.StreamReader) -> dict[str, Any]:

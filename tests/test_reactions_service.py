@@ -18,14 +18,6 @@ from worker.events import ReactionEvent
 T0 = 1_750_000_000_000
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[MeetingSimulator]:
-    simulator = MeetingSimulator(rooms_ready=True)
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-
-
 def settings_for(amqp_url: str, sim: MeetingSimulator, **overrides: Any) -> ReactionsSettings:
     values: dict[str, Any] = {
         "amqp_url": amqp_url,
