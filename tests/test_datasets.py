@@ -213,3 +213,27 @@ def test_label_distribution_chart_is_a_png(tmp_path: Path) -> None:
     path = plot_label_distribution(by_split, tmp_path / "charts" / "hands.png")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.width > 300
+
+
+def test_the_dataset_report_command_validates_splits_and_charts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memelearning.cli import main
+
+    chart = tmp_path / "signs.png"
+    args = ["models", "dataset-report", str(DATA / "signs"), "--labels", "signs"]
+    assert main([*args, "--hold-out-groups", "--chart", str(chart), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "803 annotated images" in out
+    assert "0 error(s)" in out
+    assert chart.stat().st_size > 0
+
+
+def test_the_dataset_report_command_fails_strict_on_broken_annotations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memelearning.cli import main
+
+    (tmp_path / "a.xml").write_text("<annotation><filename>missing.jpg</filename>")
+    assert main(["models", "dataset-report", str(tmp_path), "--strict"]) == 1
+    assert "a.xml" in capsys.readouterr().out
