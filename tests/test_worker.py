@@ -26,7 +26,7 @@ from tests.frames import (
     publish_frames,
     publish_raw,
 )
-from tests.workers import SpyDetector, Worker, wait_until, worker_settings
+from tests.workers import SpyDetector, Worker, messages_ready, wait_until, worker_settings
 from worker.events import event_id
 from worker.service import DetectorLike
 from worker.settings import WorkerSettings
@@ -55,17 +55,6 @@ def colour_detector_batch1(colour_model_dir_batch1: Path) -> DetectorLike:
     from worker.detector import Detector
 
     return Detector.load(colour_model_dir_batch1)
-
-
-async def messages_ready(url: str, name: str = "memelearning.frames") -> int:
-    """Messages waiting in a queue (a passive declare: exact, unlike the management
-    API's statistics, which lag by seconds)."""
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        assert queue.declaration_result.message_count is not None
-        return queue.declaration_result.message_count
 
 
 async def assert_all_settled(worker: Worker, url: str) -> None:

@@ -10,12 +10,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import aio_pika
 import pytest
 
 from memelearning.cli import main
 from memelearning.settings import SettingsError, load_settings
 from tests.frames import EventCollector, make_frame, publish_frames
+from tests.workers import messages_ready
 from worker.settings import WorkerSettings
 
 
@@ -31,16 +31,6 @@ def ready(port: int) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-async def messages_ready(url: str, name: str = "memelearning.frames") -> int:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        count = queue.declaration_result.message_count
-        assert count is not None
-        return count
 
 
 @pytest.mark.slow

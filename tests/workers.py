@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import aio_pika
 import numpy as np
 import numpy.typing as npt
 
@@ -74,10 +75,21 @@ class SpyDetector:
         return self.inner.detect(images)
 
 
+async def messages_ready(url: str, name: str = "memelearning.frames") -> int:
+    """Messages waiting in a queue (a passive declare: exact, unlike the management
+    API's statistics, which lag by seconds)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        assert queue.declaration_result.message_count is not None
+        return queue.declaration_result.message_count
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)
 
 
-__all__ = ["SpyDetector", "Worker", "wait_until", "worker_settings"]
+__all__ = ["SpyDetector", "Worker", "messages_ready", "wait_until", "worker_settings"]
