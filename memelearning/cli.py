@@ -14,7 +14,8 @@ from memelearning import __version__
 from memelearning.logs import setup_logging
 from memelearning.settings import SettingsError
 
-# Modules that define `register(subparsers)`; imported lazily by `build_parser`.
+# Modules that define `register(subparsers)`; each keeps its heavy imports inside
+# the functions that run a subcommand.
 _COMPONENT_CLIS = ("worker.cli", "publisher.cli", "reactions.cli", "models.cli")
 
 
@@ -24,15 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in _COMPONENT_CLIS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A component whose cli module does not exist yet contributes nothing;
-            # any other missing import is a real error.
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
