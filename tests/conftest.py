@@ -10,7 +10,7 @@ from tests.broker import BROKER, Broker
 if TYPE_CHECKING:
     from reactions.simulator import MeetingSimulator
 
-pytest_plugins = ["tests.model_fixtures"]
+pytest_plugins = ["tests.model_fixtures", "tests.broker_node"]
 
 
 @pytest.fixture(scope="session")
