@@ -138,7 +138,7 @@ class FramePublisher:
             raise RuntimeError("FramePublisher.start() called twice")
         url = self._settings.connection_url()
         try:
-            self._connection = await aio_pika.connect_robust(url)
+            self._connection = await self._settings.connect_robust(url)
         except (aiormq.exceptions.AMQPConnectionError, OSError) as exc:
             raise BrokerUnavailableError(
                 f"cannot connect to RabbitMQ at {redact_url(url)}: {self._redact(exc)}"

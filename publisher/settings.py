@@ -6,15 +6,15 @@ from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl
+from memelearning.amqp import AmqpSettings
 
 
-class PublisherSettings(BaseSettings):
+class PublisherSettings(AmqpSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_PUBLISHER_", extra="forbid")
 
-    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
+    # amqp_url and tls_*: memelearning.amqp.AmqpSettings
     # Shown in the RabbitMQ management UI next to the connection.
     connection_name: Annotated[str, Field(min_length=1, max_length=128)] = "memelearning-publisher"
     # Frames published but not yet confirmed by the broker; publish() waits when the

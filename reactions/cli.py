@@ -61,7 +61,13 @@ def _tail(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(
-            tail(str(settings.amqp_url), write_line, meeting=args.meeting, label=args.label)
+            tail(
+                str(settings.amqp_url),
+                write_line,
+                meeting=args.meeting,
+                label=args.label,
+                tls=settings,
+            )
         )
     except KeyboardInterrupt:
         pass
@@ -84,12 +90,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _meeting_sim(args: argparse.Namespace) -> int:
     from reactions.simulator import run_simulator
 
+    tls = None
     if args.amqp_url == "none":
         amqp_url = None
     elif args.amqp_url:
         amqp_url = args.amqp_url
     else:
-        amqp_url = str(load_settings(ReactionsSettings).amqp_url)
+        tls = load_settings(ReactionsSettings)
+        amqp_url = str(tls.amqp_url)
     try:
         return asyncio.run(
             run_simulator(
@@ -98,6 +106,7 @@ def _meeting_sim(args: argparse.Namespace) -> int:
                 amqp_url,
                 rooms_ready=args.ready_after == 0,
                 ready_after_s=args.ready_after,
+                tls=tls,
             )
         )
     except KeyboardInterrupt:

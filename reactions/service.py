@@ -109,7 +109,7 @@ class ReactionService:
         self.http_port = _bound_port(self._runner)
         logger.info("http on %s:%d", s.http_host, self.http_port)
 
-        self._connection = await connect(str(s.amqp_url), s.connection_name)
+        self._connection = await connect(str(s.amqp_url), s.connection_name, s)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=s.prefetch)
         queue = await subscribe(channel, binding_keys(s.meetings))

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AnyUrl, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, HttpUrl
+from memelearning.amqp import AmqpSettings
+from memelearning.settings import HttpUrl
 from publisher.protocol import ID_PATTERN
 
 # Anchored: pydantic matches `pattern` anywhere in the string otherwise.
@@ -21,11 +22,10 @@ MeetingId = Annotated[str, Field(pattern=rf"^{ID_PATTERN.pattern}$")]
 Positive = Annotated[float, Field(gt=0)]
 
 
-class ReactionsSettings(BaseSettings):
+class ReactionsSettings(AmqpSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_REACTIONS_", extra="forbid")
 
-    # -- broker
-    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
+    # -- broker (amqp_url and tls_*: memelearning.amqp.AmqpSettings)
     connection_name: str = "memelearning-reactions"
     # Meetings this process serves; empty = every meeting. One process per partition of
     # meetings: two processes serving the same meeting would both inject.

@@ -23,6 +23,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 from pydantic import ValidationError
 
+from memelearning.amqp import AmqpSettings
 from reactions.catalog import MEDIA_DIR, Catalog
 from reactions.subscription import binding_keys, connect, subscribe
 from worker.events import ReactionEvent
@@ -150,9 +151,11 @@ class MeetingSimulator:
         assert server is not None and server.sockets
         self.port = int(server.sockets[0].getsockname()[1])
 
-    async def follow_events(self, amqp_url: str, ready: asyncio.Event | None = None) -> None:
+    async def follow_events(
+        self, amqp_url: str, ready: asyncio.Event | None = None, tls: AmqpSettings | None = None
+    ) -> None:
         """Track participants' gestures from the events exchange until cancelled."""
-        self._connection = await connect(amqp_url, "memelearning-meeting-sim")
+        self._connection = await connect(amqp_url, "memelearning-meeting-sim", tls)
         try:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=200)
@@ -384,7 +387,12 @@ class MeetingSimulator:
 
 
 async def run_simulator(
-    host: str, port: int, amqp_url: str | None, rooms_ready: bool, ready_after_s: float
+    host: str,
+    port: int,
+    amqp_url: str | None,
+    rooms_ready: bool,
+    ready_after_s: float,
+    tls: AmqpSettings | None = None,
 ) -> int:
     import signal
 
@@ -395,7 +403,7 @@ async def run_simulator(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    follower = asyncio.create_task(sim.follow_events(amqp_url)) if amqp_url else None
+    follower = asyncio.create_task(sim.follow_events(amqp_url, tls=tls)) if amqp_url else None
     try:
         await stop.wait()
     finally:

@@ -9,7 +9,9 @@ from typing import Final
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from pamqp.common import FieldTable
 
+from memelearning.amqp import AmqpSettings, build_ssl_context
 from worker.events import EVENTS_EXCHANGE, binding_key
 
 logger = logging.getLogger(__name__)
@@ -19,9 +21,18 @@ EVENTS_EXCHANGE_TYPE: Final = aio_pika.ExchangeType.TOPIC
 EVENTS_EXCHANGE_DURABLE: Final = True
 
 
-async def connect(amqp_url: str, name: str) -> AbstractRobustConnection:
-    """A robust connection named for the RabbitMQ management UI."""
-    return await aio_pika.connect_robust(amqp_url, client_properties={"connection_name": name})
+async def connect(
+    amqp_url: str, name: str, tls: AmqpSettings | None = None
+) -> AbstractRobustConnection:
+    """A robust connection named for the RabbitMQ management UI; over TLS as ``tls``
+    says (an ``amqps://`` URL without ``tls`` verifies against the system's CAs)."""
+    properties: FieldTable = {"connection_name": name}
+    if tls is not None:
+        return await tls.connect_robust(amqp_url, client_properties=properties)
+    context = build_ssl_context() if amqp_url.startswith("amqps:") else None
+    return await aio_pika.connect_robust(
+        amqp_url, ssl_context=context, client_properties=properties
+    )
 
 
 def binding_keys(meetings: Sequence[str] = (), label: str | None = None) -> list[str]:

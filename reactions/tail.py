@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from memelearning.amqp import AmqpSettings
 from memelearning.logs import redact_url
 from reactions.subscription import binding_keys, connect, subscribe
 from worker.events import ReactionEvent
@@ -37,11 +38,12 @@ async def tail(
     label: str | None = None,
     connection_name: str = "memelearning-reactions-tail",
     ready: asyncio.Event | None = None,
+    tls: AmqpSettings | None = None,
 ) -> None:
     """Consume events until cancelled, calling ``write_line`` with one JSON document per
     event. ``ready`` is set once the queue is bound (nothing published before that can
-    arrive)."""
-    connection = await connect(amqp_url, connection_name)
+    arrive). ``tls`` holds the TLS settings for an ``amqps://`` URL."""
+    connection = await connect(amqp_url, connection_name, tls)
     logger.info("tailing reaction events from %s", redact_url(amqp_url))
     try:
         channel = await connection.channel()

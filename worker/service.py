@@ -195,7 +195,7 @@ class Worker:
         s = self.settings
         url = str(s.amqp_url)
         log.info("connecting to %s as %r", redact_url(url), s.connection_name)
-        self._connection = await aio_pika.connect_robust(
+        self._connection = await s.connect_robust(
             url, client_properties={"connection_name": f"{s.connection_name} {s.worker_id}"}
         )
         self._consume_channel = await self._connection.channel()

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl
+from memelearning.amqp import AmqpSettings
 
 # The shipped model; until the trained one lands this directory may not exist and
 # the operator must point MEMELEARNING_WORKER_MODEL_DIR at an exported model.
@@ -21,11 +21,10 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(AmqpSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_WORKER_", extra="forbid")
 
-    # -- broker
-    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
+    # -- broker (amqp_url and tls_*: memelearning.amqp.AmqpSettings)
     connection_name: str = "memelearning-worker"
     queue: str = "memelearning.frames"
     dead_letter_exchange: str = "memelearning.frames.dlx"

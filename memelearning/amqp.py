@@ -1,0 +1,250 @@
+"""Broker connection settings every process shares: the URL and TLS (``amqps://``).
+
+Each process's settings class inherits :class:`AmqpSettings`, so the variables are
+``MEMELEARNING_<COMPONENT>_AMQP_URL``, ``…_TLS_CA_FILE`` and so on. An ``amqps://`` URL
+always verifies the broker: its certificate must chain to ``TLS_CA_FILE`` (or, unset,
+the system's trust store) and carry the URL's host name (or ``TLS_SERVER_NAME``).
+There is no switch to turn verification off; aiormq's ``?no_verify_ssl=1`` URL
+parameter is ignored because the context built here replaces aiormq's own.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, Self
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractRobustConnection
+from pamqp.common import FieldTable
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings
+
+from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, SettingsError
+
+_TLS_FIELDS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name")
+# Host names and IP addresses as they may appear in a certificate.
+_SERVER_NAME_PATTERN: Final = r"^[A-Za-z0-9*]([A-Za-z0-9.:*-]{0,252})?$"
+
+
+class BrokerTlsError(ConnectionError):
+    """A TLS handshake with the broker failed; the message says which setting to check."""
+
+
+class AmqpSettings(BaseSettings):
+    """Broker URL and TLS settings; a base class for each process's settings."""
+
+    amqp_url: AmqpUrl = DEFAULT_AMQP_URL
+    # PEM bundle of the CA(s) that signed the broker's certificate; unset = the system
+    # trust store.
+    tls_ca_file: Path | None = None
+    # Client certificate (PEM) for brokers that ask for one (mutual TLS); the file may
+    # hold the private key too, or set tls_key_file.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Only for an encrypted private key; never logged.
+    tls_key_password: SecretStr | None = None
+    # The name the broker's certificate must carry when it is not the URL's host
+    # (e.g. connecting by IP address or through a tunnel).
+    tls_server_name: str | None = Field(default=None, pattern=_SERVER_NAME_PATTERN)
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            with value.open("rb") as f:
+                f.read(1)
+        except OSError as exc:
+            # The path is configuration, not a secret; the file's content is never shown.
+            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_needs_amqps(self) -> Self:
+        var = self._variable
+        if self.amqp_url.scheme != "amqps":
+            given = [var(name) for name in _TLS_FIELDS if getattr(self, name) is not None]
+            if given:
+                # Silently sending credentials and frames in clear text is worse than failing.
+                raise ValueError(
+                    f"{', '.join(given)} set but {var('amqp_url')} is not amqps://; "
+                    "use an amqps:// URL for TLS"
+                )
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError(f"{var('tls_key_file')} is set without {var('tls_cert_file')}")
+        return self
+
+    @classmethod
+    def _variable(cls, field: str) -> str:
+        return (str(cls.model_config.get("env_prefix", "")) + field).upper()
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.amqp_url.scheme == "amqps"
+
+    def amqp_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for the broker connection (None for ``amqp://``).
+        Raises :class:`~memelearning.settings.SettingsError` naming the variable whose
+        file cannot be used."""
+        if not self.uses_tls:
+            return None
+        return build_ssl_context(
+            ca_file=self.tls_ca_file,
+            cert_file=self.tls_cert_file,
+            key_file=self.tls_key_file,
+            key_password=self.tls_key_password,
+            server_name=self.tls_server_name,
+            variable=self._variable,
+        )
+
+    def explain_connect_error(self, exc: BaseException) -> str | None:
+        """What to check when connecting failed in the TLS handshake; None otherwise."""
+        if not self.uses_tls:
+            return None
+        return _explain_tls_failure(exc, self._variable, self.tls_cert_file is not None)
+
+    async def connect_robust(
+        self, url: str | None = None, *, client_properties: FieldTable | None = None
+    ) -> AbstractRobustConnection:
+        """``aio_pika.connect_robust`` with this TLS context (``url`` defaults to
+        ``amqp_url``; its query parameters still apply). A failed TLS handshake raises
+        :class:`BrokerTlsError` saying which setting to check."""
+        context = self.amqp_ssl_context()
+        try:
+            return await aio_pika.connect_robust(
+                url or str(self.amqp_url), ssl_context=context, client_properties=client_properties
+            )
+        except (aiormq.exceptions.AMQPConnectionError, OSError) as exc:
+            hint = self.explain_connect_error(exc)
+            if hint is None:
+                raise
+            raise BrokerTlsError(hint) from None
+
+
+class _ServerNameContext(ssl.SSLContext):
+    """Verifies the peer against a fixed name instead of the host asyncio connects to;
+    asyncio passes the connect host to ``wrap_bio`` and offers no other hook."""
+
+    server_name: str
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+
+def build_ssl_context(
+    *,
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    key_password: SecretStr | None = None,
+    server_name: str | None = None,
+    variable: Callable[[str], str] = str.upper,
+) -> ssl.SSLContext:
+    """A client context that verifies the broker's certificate and host name (TLS 1.2
+    or newer). ``variable`` turns a field name into the variable named in errors."""
+    context: ssl.SSLContext
+    if server_name:
+        named = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
+        named.server_name = server_name
+        context = named
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # PROTOCOL_TLS_CLIENT already means CERT_REQUIRED + check_hostname; said again
+    # so that no later edit can weaken it by accident.
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is None:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(
+                f"{variable('tls_ca_file')}: cannot load CA certificates from {ca_file}: "
+                f"{_reason(exc)}"
+            ) from None
+    if cert_file is not None:
+        asked: list[bool] = []
+
+        def password() -> bytes:
+            asked.append(True)
+            # Never let OpenSSL prompt on a terminal: a service has none.
+            return key_password.get_secret_value().encode() if key_password else b""
+
+        try:
+            context.load_cert_chain(cert_file, key_file, password=password)
+        except (OSError, ssl.SSLError) as exc:
+            where = variable("tls_cert_file")
+            if key_file is not None:
+                where += f" / {variable('tls_key_file')}"
+            hint = ""
+            if asked and key_password is None:
+                hint = f"; the key is encrypted: set {variable('tls_key_password')}"
+            elif asked:
+                hint = f"; is {variable('tls_key_password')} right?"
+            raise SettingsError(
+                f"{where}: cannot load the client certificate and key "
+                f"({cert_file}{', ' + str(key_file) if key_file else ''}): {_reason(exc)}{hint}"
+            ) from None
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _explain_tls_failure(
+    exc: BaseException, variable: Callable[[str], str], has_client_cert: bool
+) -> str | None:
+    # aiormq wraps the transport's OSError in AMQPConnectionError, keeping only its args.
+    text = " ".join(str(arg) for arg in getattr(exc, "args", ())) or str(exc)
+    upper = text.upper()
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in upper:
+        return (
+            f"TLS: the broker's certificate was not accepted ({_first_line(text)}); check that "
+            f"{variable('tls_ca_file')} holds the CA that signed it and that it is issued to "
+            f"the URL's host (or {variable('tls_server_name')})"
+        )
+    if "CERTIFICATE_REQUIRED" in upper or "ALERT_CERTIFICATE_REQUIRED" in upper:
+        return (
+            f"TLS: the broker requires a client certificate ({_first_line(text)}); set "
+            f"{variable('tls_cert_file')} and {variable('tls_key_file')}"
+        )
+    if "CONNECTION RESET" in upper or "CONNECTIONRESETERROR" in upper:
+        # With TLS 1.3 the client finishes its side of the handshake before the broker
+        # checks the client certificate; a broker that wants one then just drops the
+        # connection, and its alert is usually lost with it.
+        if not has_client_cert:
+            return (
+                f"TLS: the broker closed the connection during the handshake "
+                f"({_first_line(text)}); it probably requires a client certificate: set "
+                f"{variable('tls_cert_file')} and {variable('tls_key_file')}"
+            )
+        return (
+            f"TLS: the broker closed the connection during the handshake "
+            f"({_first_line(text)}); check that it accepts the client certificate in "
+            f"{variable('tls_cert_file')} (signed by a CA it trusts, not expired)"
+        )
+    if "SSL" in upper or "TLS" in upper or isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with the broker failed: {_first_line(text)}"
+    return None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no details"
