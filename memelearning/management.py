@@ -74,3 +74,38 @@ class ManagementClient:
         path = f"queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(name, safe='')}"
         result: dict[str, Any] = self.api("GET", path)
         return result
+
+    def create_user(self, name: str, password: str, tags: str = "") -> None:
+        """Create (or update) a broker user; ``tags=""`` means no management access."""
+        self.api(
+            "PUT",
+            f"users/{urllib.parse.quote(name, safe='')}",
+            {"password": password, "tags": tags},
+        )
+
+    def delete_user(self, name: str) -> None:
+        try:
+            self.api("DELETE", f"users/{urllib.parse.quote(name, safe='')}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    def set_permissions(
+        self, vhost: str, user: str, *, configure: str, write: str, read: str
+    ) -> None:
+        """``rabbitmqctl set_permissions -p VHOST USER CONFIGURE WRITE READ``."""
+        path = (
+            f"permissions/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(user, safe='')}"
+        )
+        self.api("PUT", path, {"configure": configure, "write": write, "read": read})
+
+    def url_as(self, vhost: str, user: str, password: str) -> str:
+        """The AMQP URL of ``vhost`` on the same broker, logged in as ``user``."""
+        parts = urllib.parse.urlsplit(self.url_for(vhost))
+        host = parts.hostname or "127.0.0.1"
+        netloc = (
+            f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@{host}"
+        )
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
