@@ -1,0 +1,117 @@
+"""The least RabbitMQ permissions each component needs, as regular expressions for
+``rabbitmqctl set_permissions`` (configure, write, read), worked out from what each one
+declares, binds, publishes and consumes. docs/security.md explains every entry;
+tests/test_least_privilege.py checks that each component works with exactly these
+and is refused what it must not do.
+
+RabbitMQ matches these against resource *names*, whatever their kind: the frames
+exchange and the frames queue are both called ``memelearning.frames``, so a pattern
+for one is a pattern for the other (see the notes in docs/security.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from publisher.protocol import FRAMES_EXCHANGE
+from worker.events import EVENTS_EXCHANGE
+from worker.settings import WorkerSettings
+
+# RabbitMQ's name for the default ("") exchange in permission checks.
+DEFAULT_EXCHANGE: Final = "amq.default"
+# The names aio-pika's robust channels give "server-named" queues: it picks them itself
+# (amq_<uuid4 hex>) so that it can declare them again after a reconnect.
+PRIVATE_QUEUES: Final = r"amq_[0-9a-f]{32}"
+# An empty pattern grants nothing.
+NOTHING: Final = ""
+
+
+@dataclass(frozen=True)
+class Permissions:
+    configure: str
+    write: str
+    read: str
+
+    def as_json(self) -> dict[str, str]:
+        """The body of the management API's ``PUT /api/permissions/{vhost}/{user}``."""
+        return {"configure": self.configure, "write": self.write, "read": self.read}
+
+
+def exactly(names: Iterable[str], *patterns: str) -> str:
+    """A pattern matching exactly these names (and these extra patterns)."""
+    alternatives = sorted({re.escape(name) for name in names}) + list(patterns)
+    return f"^({'|'.join(alternatives)})$" if alternatives else NOTHING
+
+
+def publisher_permissions() -> Permissions:
+    """Publish frames to the frames exchange and nothing else. Run the publisher with
+    ``MEMELEARNING_PUBLISHER_DECLARE_EXCHANGE=false``: configure on the exchange's name
+    would also allow deleting the frames queue of the same name."""
+    return Permissions(configure=NOTHING, write=exactly([FRAMES_EXCHANGE]), read=NOTHING)
+
+
+def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
+    """Declare its topology (worker/topology.py), consume frames and triage, publish
+    events and move poison frames to the dead-letter queue."""
+    s = settings if settings is not None else WorkerSettings()
+    return Permissions(
+        # Every exchange and queue it declares.
+        configure=exactly(
+            [
+                FRAMES_EXCHANGE,
+                s.queue,
+                s.dead_letter_exchange,
+                s.triage_queue,
+                s.dead_letter_queue,
+                EVENTS_EXCHANGE,
+            ]
+        ),
+        write=exactly(
+            [
+                # queue.bind needs write on the queue: frames queue and triage queue.
+                s.queue,
+                s.triage_queue,
+                # Declaring a queue with x-dead-letter-exchange needs write on the DLX.
+                s.dead_letter_exchange,
+                # Reaction events.
+                EVENTS_EXCHANGE,
+                # Poison frames go to the dead-letter queue through the default exchange.
+                DEFAULT_EXCHANGE,
+            ]
+        ),
+        read=exactly(
+            [
+                # queue.bind needs read on the exchange: frames exchange and DLX.
+                FRAMES_EXCHANGE,
+                s.dead_letter_exchange,
+                # Consuming; and declaring the frames queue with a DLX needs read on it.
+                s.queue,
+                s.triage_queue,
+            ]
+        ),
+    )
+
+
+def reactions_permissions() -> Permissions:
+    """Declare the events exchange (so the service may start before any worker) and
+    its own exclusive, auto-delete queue (named by aio-pika) bound to it; consume from
+    that queue. Also right for ``memelearning reactions tail`` and the meeting
+    simulator."""
+    return Permissions(
+        configure=exactly([EVENTS_EXCHANGE], PRIVATE_QUEUES),
+        # queue.bind needs write on the queue.
+        write=exactly([], PRIVATE_QUEUES),
+        # queue.bind needs read on the exchange; consuming needs read on the queue.
+        read=exactly([EVENTS_EXCHANGE], PRIVATE_QUEUES),
+    )
+
+
+def component_permissions(worker: WorkerSettings | None = None) -> dict[str, Permissions]:
+    return {
+        "publisher": publisher_permissions(),
+        "worker": worker_permissions(worker),
+        "reactions": reactions_permissions(),
+    }
