@@ -109,6 +109,12 @@ def reactions_permissions() -> Permissions:
     )
 
 
+# The autoscaler (KEDA's RabbitMQ scaler over the management API) reads queue depth
+# over HTTP: its user has the `management` tag and a permissions entry on the vhost
+# (without one the vhost is invisible to it) that grants nothing over AMQP.
+KEDA_PERMISSIONS: Final = Permissions(configure=NOTHING, write=NOTHING, read=NOTHING)
+
+
 def component_permissions(worker: WorkerSettings | None = None) -> dict[str, Permissions]:
     return {
         "publisher": publisher_permissions(),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import urllib.error
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -22,8 +24,10 @@ import numpy.typing as npt
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from memelearning.management import ManagementClient
 from memelearning.permissions import (
     DEFAULT_EXCHANGE,
+    KEDA_PERMISSIONS,
     component_permissions,
     exactly,
     worker_permissions,
@@ -277,3 +281,28 @@ async def _delete_queue(admin_url: str, queue: str) -> None:
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(queue)
+
+
+async def test_the_autoscaler_user_reads_queue_depth_and_nothing_else(
+    broker: Broker, vhost: str, users: Users
+) -> None:
+    async with running_worker(users.worker):
+        pass
+    user, password = f"test-keda-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    broker.create_user(user, password, tags="management")
+    try:
+        broker.set_permissions(vhost, user, **KEDA_PERMISSIONS.as_json())
+        keda = ManagementClient(broker.url_as(vhost, user, password), broker.management_url)
+        # KEDA's rabbitmq scaler (protocol http) reads the queue's message count
+        assert keda.queue(vhost, QUEUE)["name"] == QUEUE
+        # but it cannot touch a message over AMQP
+        url = broker.url_as(vhost, user, password)
+        await _refused(url, lambda ch: _consume(ch, QUEUE))
+        await _refused(url, lambda ch: _publish(ch, FRAMES_EXCHANGE, FRAME_ROUTING_KEY))
+        # nor purge the queue through the HTTP API
+        with pytest.raises(urllib.error.HTTPError) as purge:
+            keda.api("DELETE", f"queues/{urllib.parse.quote(vhost, safe='')}/{QUEUE}/contents")
+        purge.value.close()  # an HTTPError holds the response's socket
+        assert purge.value.code in (401, 403), purge.value
+    finally:
+        broker.delete_user(user)
