@@ -100,3 +100,49 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail "keda.minReplicaCount must not exceed keda.maxReplicaCount" }}
 {{- end }}
 {{- end }}
+
+{{/* The broker URL and TLS settings of one component (dict: ctx, component), as env
+entries: its own URL key when set, else the shared one; TLS files from amqp.tls. */}}
+{{- define "memelearning.amqpEnv" -}}
+{{- $a := .ctx.Values.amqp }}
+{{- $prefix := printf "MEMELEARNING_%s_" (upper .component) }}
+{{- $key := ternary $a.workerUrlKey $a.reactionsUrlKey (eq .component "worker") }}
+- name: {{ $prefix }}AMQP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.existingSecret }}
+      key: {{ default $a.urlKey $key }}
+{{- if $a.tls.existingSecret }}
+- name: {{ $prefix }}TLS_CA_FILE
+  value: /etc/memelearning/amqp-tls/ca.crt
+{{- if $a.tls.clientCertificate }}
+- name: {{ $prefix }}TLS_CERT_FILE
+  value: /etc/memelearning/amqp-tls/tls.crt
+- name: {{ $prefix }}TLS_KEY_FILE
+  value: /etc/memelearning/amqp-tls/tls.key
+{{- end }}
+{{- end }}
+{{- with $a.tls.serverName }}
+- name: {{ $prefix }}TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The volume with the broker's CA (and client certificate), when amqp.tls has one. */}}
+{{- define "memelearning.amqpTlsVolume" -}}
+{{- with .Values.amqp.tls.existingSecret }}
+- name: amqp-tls
+  secret:
+    secretName: {{ . }}
+    # Readable by the pods' fsGroup only: the client key is a credential.
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{- define "memelearning.amqpTlsMount" -}}
+{{- if .Values.amqp.tls.existingSecret }}
+- name: amqp-tls
+  mountPath: /etc/memelearning/amqp-tls
+  readOnly: true
+{{- end }}
+{{- end }}
