@@ -37,6 +37,9 @@ DESCRIPTION: Final = (
 )
 _SEED: Final = 20240611
 _CONV_FILTERS: Final = 16
+TFLITE_FILE: Final = "model.tflite"
+# The worker's default input size (WorkerSettings.input_size).
+TFLITE_INPUT_SIZE: Final = (320, 320)
 
 
 class ColourModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hints
@@ -146,13 +149,18 @@ def export_colour_model(
     input_size: tuple[int, int] | None = None,
     name: str = "colour-plumbing",
     version: str = "1",
+    tflite: bool = False,
 ) -> Path:
     """Export the colour plumbing model (not a gesture detector) to ``export_dir``:
-    ``saved_model.pb`` + ``variables/``, ``label_map.pbtxt`` and ``model.json``.
+    ``saved_model.pb`` + ``variables/``, ``label_map.pbtxt`` and ``model.json``, and
+    with ``tflite`` also ``model.tflite`` for the LiteRT runtime.
 
     ``batch_size=None`` gives a dynamic batch (input ``[None, H, W, 3]``);
     ``batch_size=1`` mimics stock TF2 zoo exports (``[1, None, None, 3]``).
-    ``input_size`` fixes H and W in the signature. Returns ``export_dir``.
+    ``input_size`` fixes H and W in the signature. The TFLite file always takes one
+    frame of a fixed size: ``input_size``, or the worker's default of 320x320 (which
+    is what the worker resizes to for a SavedModel without a fixed size). Returns
+    ``export_dir``.
     """
     module = ColourModel(batch_size=batch_size, input_size=input_size)
     export_dir.mkdir(parents=True, exist_ok=True)
@@ -166,4 +174,19 @@ def export_colour_model(
     if input_size is not None:
         metadata["input_size"] = list(input_size)
     (export_dir / "model.json").write_text(json.dumps(metadata, indent=2) + "\n", "utf-8")
+    if tflite:
+        (export_dir / TFLITE_FILE).write_bytes(tflite_bytes(input_size or TFLITE_INPUT_SIZE))
     return export_dir
+
+
+def tflite_bytes(input_size: tuple[int, int]) -> bytes:
+    """The colour model as a TFLite flatbuffer that follows the worker's TFLite
+    contract (see worker/litert.py): signature ``serving_default``, one uint8 input
+    ``[1, H, W, 3]``, the four detection outputs by name. Every op is a TFLite
+    builtin, so no TensorFlow ops are needed to run it."""
+    # A fresh module with the same seeded weights: its signature has the fixed shape.
+    module = ColourModel(batch_size=1, input_size=input_size)
+    function = module.serve.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    data: bytes = converter.convert()
+    return data

@@ -11,6 +11,10 @@ optional ``model.json`` gives ``name``, ``version`` and ``input_size`` ``[h, w]`
 Stock TF2 zoo exports take a fixed batch of one frame; the detector feeds those frame
 by frame, and models with any other fixed batch size in padded chunks.
 
+The checks, thresholds, label lookup and output conversion live in
+:class:`ContractDetector`, shared with the LiteRT runtime (:mod:`worker.litert`), so
+both runtimes report the same detections for the same outputs.
+
 TensorFlow is imported in :meth:`Detector.load`, not at import time, so that
 :class:`Detection` can be used by code that never runs a model and so that thread
 settings can be applied before TensorFlow starts its runtime.
@@ -42,7 +46,7 @@ CLASSES: Final = "detection_classes"
 SCORES: Final = "detection_scores"
 NUM_DETECTIONS: Final = "num_detections"
 # Output name → expected rank.
-_OUTPUTS: Final = {BOXES: 3, CLASSES: 2, SCORES: 2, NUM_DETECTIONS: 1}
+OUTPUT_RANKS: Final = {BOXES: 3, CLASSES: 2, SCORES: 2, NUM_DETECTIONS: 1}
 
 SAVED_MODEL_FILE: Final = "saved_model.pb"
 LABEL_MAP_FILE: Final = "label_map.pbtxt"
@@ -71,22 +75,24 @@ class Detection:
 
 
 @dataclass(frozen=True, slots=True)
-class _Metadata:
+class ModelMetadata:
     name: str | None = None
     version: str | None = None
     input_size: tuple[int, int] | None = None
 
 
-class Detector:
-    """A loaded detection model. Build it with :meth:`load`; :meth:`detect` and
-    :meth:`warm_up` block, so async callers run them in an executor."""
+class ContractDetector:
+    """What every runtime shares: model identity, thresholds, input checks, chunking
+    into the model's fixed batch and the conversion of contract outputs into
+    :class:`Detection` lists. A runtime implements :meth:`_run` (one model call on a
+    batch of exactly the model's size, or any size when dynamic)."""
+
+    runtime: str = "unknown"
+    """Which runtime runs the model ("tensorflow", "litert"); logged and exported."""
 
     def __init__(
         self,
         *,
-        root: Any,
-        function: Any,
-        tf: Any,
         name: str,
         version: str,
         labels: LabelMap,
@@ -95,11 +101,6 @@ class Detector:
         max_batch: int | None,
         thresholds: Mapping[str, float],
     ) -> None:
-        """Internal: use :meth:`load`."""
-        # The loaded root owns the variables the signature reads; keep it alive.
-        self._root = root
-        self._function = function
-        self._tf = tf
         self._name = name
         self._version = version
         self._labels = labels
@@ -119,91 +120,6 @@ class Detector:
         self.unknown_class_detections = 0
         """Detections dropped because their class id is not in the label map (a model
         and label map that do not match); counted since load, never an error."""
-
-    @classmethod
-    def load(
-        cls,
-        model_dir: Path,
-        *,
-        default_threshold: float = 0.5,
-        thresholds: Mapping[str, float] = {},
-        ignore_labels: Collection[str] = (),
-        default_input_size: tuple[int, int] = (320, 320),
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-    ) -> Detector:
-        """Validate ``model_dir`` and load the model in it (blocking; seconds).
-
-        ``thresholds`` overrides ``default_threshold`` (minimum score, inclusive) per
-        label; ``ignore_labels`` are never reported. Labels in either that the label
-        map does not have are a ``ModelError``: a typo would otherwise silently
-        change what is reported. ``default_input_size`` (H, W) applies when neither
-        the signature nor ``model.json`` fixes the size. The thread settings only
-        take effect if TensorFlow's runtime has not started yet in this process.
-        """
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise ModelError(f"{model_dir}: model directory does not exist")
-        saved_model = model_dir / SAVED_MODEL_FILE
-        if not saved_model.is_file():
-            raise ModelError(f"{model_dir}: no {SAVED_MODEL_FILE} (not a SavedModel directory)")
-        label_map_path = model_dir / LABEL_MAP_FILE
-        if not label_map_path.is_file():
-            raise ModelError(f"{model_dir}: no {LABEL_MAP_FILE} next to {SAVED_MODEL_FILE}")
-        try:
-            labels = load_label_map(label_map_path)
-        except LabelMapError as exc:
-            raise ModelError(str(exc)) from exc
-        metadata = _read_metadata(model_dir / METADATA_FILE)
-        per_label = _resolve_thresholds(
-            labels, default_threshold, thresholds, ignore_labels, label_map_path
-        )
-
-        import tensorflow as tf
-
-        _configure_threads(tf, intra_op_threads, inter_op_threads)
-        try:
-            root = tf.saved_model.load(str(model_dir))
-        except Exception as exc:  # TF raises many unrelated types for a bad model
-            raise ModelError(f"{model_dir}: cannot load SavedModel: {exc}") from exc
-        function = _serving_function(root, model_dir)
-        spec = _input_spec(tf, function, model_dir)
-        _check_outputs(function, model_dir)
-
-        batch, height, width = (spec.shape[0], spec.shape[1], spec.shape[2])
-        static_size = height is not None and width is not None
-        if static_size:
-            input_size = (int(height), int(width))
-            if metadata.input_size is not None and metadata.input_size != input_size:
-                raise ModelError(
-                    f"{model_dir / METADATA_FILE}: input_size {list(metadata.input_size)} "
-                    f"contradicts the signature's fixed size {list(input_size)}"
-                )
-        else:
-            input_size = metadata.input_size or default_input_size
-        detector = cls(
-            root=root,
-            function=function,
-            tf=tf,
-            name=metadata.name or model_dir.resolve().name,
-            version=metadata.version or _content_hash(model_dir),
-            labels=labels,
-            input_size=input_size,
-            static_size=static_size,
-            max_batch=None if batch is None else int(batch),
-            thresholds=per_label,
-        )
-        logger.info(
-            "loaded model %s version %s from %s: input %dx%d, batch %s, labels %s",
-            detector.name,
-            detector.version,
-            model_dir,
-            input_size[0],
-            input_size[1],
-            "dynamic" if detector.max_batch is None else f"fixed {detector.max_batch}",
-            ", ".join(f"{n}>={t:g}" for n, t in per_label.items()) or "none reported",
-        )
-        return detector
 
     @property
     def name(self) -> str:
@@ -246,7 +162,7 @@ class Detector:
             outputs = self._run(images)
         else:
             chunks = [self._run_chunk(images[i : i + step], step) for i in range(0, count, step)]
-            outputs = {key: np.concatenate([c[key] for c in chunks]) for key in _OUTPUTS}
+            outputs = {key: np.concatenate([c[key] for c in chunks]) for key in OUTPUT_RANKS}
         return self._convert(outputs, count)
 
     def warm_up(self, batch_sizes: Iterable[int]) -> None:
@@ -292,11 +208,10 @@ class Detector:
         return self._run(chunk)
 
     def _run(self, images: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[Any]]:
-        # Calling the concrete function directly skips tf.function's argument
-        # matching; tf.constant hands the array to TF without another conversion.
-        result = self._function(**{INPUT: self._tf.constant(images)})
-        outputs = {key: result[key].numpy() for key in _OUTPUTS}
-        count = images.shape[0]
+        """One model call: the contract's outputs for ``images``."""
+        raise NotImplementedError
+
+    def _check_shapes(self, outputs: Mapping[str, npt.NDArray[Any]], count: int) -> None:
         scores = outputs[SCORES]
         if (
             scores.ndim != 2
@@ -307,7 +222,6 @@ class Detector:
         ):
             shapes = {key: list(value.shape) for key, value in outputs.items()}
             raise ModelError(f"model {self._name} returned outputs of the wrong shape: {shapes}")
-        return outputs
 
     def _convert(
         self, outputs: Mapping[str, npt.NDArray[Any]], count: int
@@ -357,6 +271,159 @@ class Detector:
         return results
 
 
+class Detector(ContractDetector):
+    """A SavedModel run by TensorFlow. Build it with :meth:`load`; :meth:`detect` and
+    :meth:`warm_up` block, so async callers run them in an executor."""
+
+    runtime = "tensorflow"
+
+    def __init__(
+        self,
+        *,
+        root: Any,
+        function: Any,
+        tf: Any,
+        name: str,
+        version: str,
+        labels: LabelMap,
+        input_size: tuple[int, int],
+        static_size: bool,
+        max_batch: int | None,
+        thresholds: Mapping[str, float],
+    ) -> None:
+        """Internal: use :meth:`load`."""
+        super().__init__(
+            name=name,
+            version=version,
+            labels=labels,
+            input_size=input_size,
+            static_size=static_size,
+            max_batch=max_batch,
+            thresholds=thresholds,
+        )
+        # The loaded root owns the variables the signature reads; keep it alive.
+        self._root = root
+        self._function = function
+        self._tf = tf
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        *,
+        default_threshold: float = 0.5,
+        thresholds: Mapping[str, float] = {},
+        ignore_labels: Collection[str] = (),
+        default_input_size: tuple[int, int] = (320, 320),
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ) -> Detector:
+        """Validate ``model_dir`` and load the model in it (blocking; seconds).
+
+        ``thresholds`` overrides ``default_threshold`` (minimum score, inclusive) per
+        label; ``ignore_labels`` are never reported. Labels in either that the label
+        map does not have are a ``ModelError``: a typo would otherwise silently
+        change what is reported. ``default_input_size`` (H, W) applies when neither
+        the signature nor ``model.json`` fixes the size. The thread settings only
+        take effect if TensorFlow's runtime has not started yet in this process.
+        """
+        model_dir = Path(model_dir)
+        labels, metadata, per_label = read_model_dir(
+            model_dir,
+            SAVED_MODEL_FILE,
+            "not a SavedModel directory",
+            default_threshold=default_threshold,
+            thresholds=thresholds,
+            ignore_labels=ignore_labels,
+        )
+
+        import tensorflow as tf
+
+        _configure_threads(tf, intra_op_threads, inter_op_threads)
+        try:
+            root = tf.saved_model.load(str(model_dir))
+        except Exception as exc:  # TF raises many unrelated types for a bad model
+            raise ModelError(f"{model_dir}: cannot load SavedModel: {exc}") from exc
+        function = _serving_function(root, model_dir)
+        spec = _input_spec(tf, function, model_dir)
+        _check_outputs(function, model_dir)
+
+        batch, height, width = (spec.shape[0], spec.shape[1], spec.shape[2])
+        static_size = height is not None and width is not None
+        if static_size:
+            input_size = (int(height), int(width))
+            if metadata.input_size is not None and metadata.input_size != input_size:
+                raise ModelError(
+                    f"{model_dir / METADATA_FILE}: input_size {list(metadata.input_size)} "
+                    f"contradicts the signature's fixed size {list(input_size)}"
+                )
+        else:
+            input_size = metadata.input_size or default_input_size
+        detector = cls(
+            root=root,
+            function=function,
+            tf=tf,
+            name=metadata.name or model_dir.resolve().name,
+            version=metadata.version
+            or content_hash(
+                model_dir / SAVED_MODEL_FILE, model_dir / "variables" / "variables.index"
+            ),
+            labels=labels,
+            input_size=input_size,
+            static_size=static_size,
+            max_batch=None if batch is None else int(batch),
+            thresholds=per_label,
+        )
+        logger.info(
+            "loaded model %s version %s from %s: input %dx%d, batch %s, labels %s",
+            detector.name,
+            detector.version,
+            model_dir,
+            input_size[0],
+            input_size[1],
+            "dynamic" if detector.max_batch is None else f"fixed {detector.max_batch}",
+            ", ".join(f"{n}>={t:g}" for n, t in per_label.items()) or "none reported",
+        )
+        return detector
+
+    def _run(self, images: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[Any]]:
+        # Calling the concrete function directly skips tf.function's argument
+        # matching; tf.constant hands the array to TF without another conversion.
+        result = self._function(**{INPUT: self._tf.constant(images)})
+        outputs = {key: result[key].numpy() for key in OUTPUT_RANKS}
+        self._check_shapes(outputs, images.shape[0])
+        return outputs
+
+
+def read_model_dir(
+    model_dir: Path,
+    model_file: str,
+    missing_model: str,
+    *,
+    default_threshold: float,
+    thresholds: Mapping[str, float],
+    ignore_labels: Collection[str],
+) -> tuple[LabelMap, ModelMetadata, dict[str, float]]:
+    """Check that ``model_dir`` holds ``model_file`` and a label map, and read the
+    label map, ``model.json`` and the per-label thresholds (shared by the runtimes)."""
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: model directory does not exist")
+    if not (model_dir / model_file).is_file():
+        raise ModelError(f"{model_dir}: no {model_file} ({missing_model})")
+    label_map_path = model_dir / LABEL_MAP_FILE
+    if not label_map_path.is_file():
+        raise ModelError(f"{model_dir}: no {LABEL_MAP_FILE} next to {model_file}")
+    try:
+        labels = load_label_map(label_map_path)
+    except LabelMapError as exc:
+        raise ModelError(str(exc)) from exc
+    metadata = _read_metadata(model_dir / METADATA_FILE)
+    per_label = _resolve_thresholds(
+        labels, default_threshold, thresholds, ignore_labels, label_map_path
+    )
+    return labels, metadata, per_label
+
+
 def _resolve_thresholds(
     labels: LabelMap,
     default: float,
@@ -386,9 +453,9 @@ def _resolve_thresholds(
     return reported
 
 
-def _read_metadata(path: Path) -> _Metadata:
+def _read_metadata(path: Path) -> ModelMetadata:
     if not path.exists():
-        return _Metadata()
+        return ModelMetadata()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -413,15 +480,15 @@ def _read_metadata(path: Path) -> _Metadata:
         ):
             raise ModelError(f"{path}: input_size must be [height, width] in pixels, got {size}")
         input_size = (size[0], size[1])
-    return _Metadata(name=name, version=version, input_size=input_size)
+    return ModelMetadata(name=name, version=version, input_size=input_size)
 
 
-def _content_hash(model_dir: Path) -> str:
-    """A short version for models without model.json. The variables index holds a
-    checksum of every weight, so retrained weights change it even when the graph
-    (saved_model.pb) stays the same."""
+def content_hash(*paths: Path) -> str:
+    """A short version for models without model.json. For a SavedModel, hash the
+    variables index too: it holds a checksum of every weight, so retrained weights
+    change the version even when the graph (saved_model.pb) stays the same."""
     digest = hashlib.sha256()
-    for path in (model_dir / SAVED_MODEL_FILE, model_dir / "variables" / "variables.index"):
+    for path in paths:
         if path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
@@ -481,13 +548,13 @@ def _input_spec(tf: Any, function: Any, model_dir: Path) -> Any:
 
 def _check_outputs(function: Any, model_dir: Path) -> None:
     outputs = function.structured_outputs
-    missing = [key for key in _OUTPUTS if key not in outputs]
+    missing = [key for key in OUTPUT_RANKS if key not in outputs]
     if missing:
         raise ModelError(
             f"{model_dir}: signature {SIGNATURE!r} lacks outputs {', '.join(missing)} "
             f"(has {', '.join(sorted(outputs))})"
         )
-    for key, rank in _OUTPUTS.items():
+    for key, rank in OUTPUT_RANKS.items():
         spec = outputs[key]
         if spec.shape.rank not in (None, rank):
             raise ModelError(f"{model_dir}: output {key!r} must have rank {rank}, is {spec.shape}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -64,6 +64,12 @@ class WorkerSettings(AmqpSettings):
     # Labels the model has but that never become events (must exist in the label map).
     ignore_labels: list[str] = []
     input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (320, 320)
+    # Which runtime runs the model: "litert" (model.tflite with LiteRT/XNNPACK, the
+    # fastest on CPU), "tensorflow" (the SavedModel; the reference and the GPU path), or
+    # "auto": litert when the model has model.tflite and ai-edge-litert is installed.
+    runtime: Literal["auto", "tensorflow", "litert"] = "auto"
+    # LiteRT threads inside one model call; 0 = one per usable core.
+    litert_threads: Annotated[int, Field(ge=0)] = 0
     # TensorFlow threads; 0 lets TensorFlow decide.
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     inter_op_threads: Annotated[int, Field(ge=0)] = 0
