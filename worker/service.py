@@ -105,6 +105,8 @@ class Worker:
         self._settling: set[asyncio.Task[None]] = set()
         self._model_pool: ThreadPoolExecutor | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
+        # Which runtime runs the model; a detector passed in was built by the caller.
+        self._runtime = "given"
         self._ready = False
         self._stopped = False
         self._stop_requested = asyncio.Event()
@@ -143,9 +145,10 @@ class Worker:
         started = time.perf_counter()
         await loop.run_in_executor(self._model_pool, detector.warm_up, sizes)
         log.info(
-            "model %s version %s warm (batch sizes %s, %.1f s), input %dx%d",
+            "model %s version %s warm on runtime %s (batch sizes %s, %.1f s), input %dx%d",
             detector.name,
             detector.version,
+            self._runtime,
             sizes,
             time.perf_counter() - started,
             *detector.input_size,
@@ -154,6 +157,7 @@ class Worker:
             {
                 "name": detector.name,
                 "version": detector.version,
+                "runtime": self._runtime,
                 "input_size": "x".join(map(str, detector.input_size)),
                 "max_batch": str(detector.max_batch or "dynamic"),
             }
@@ -173,18 +177,10 @@ class Worker:
         )
 
     def _load_detector(self) -> DetectorLike:
-        from worker.detector import Detector  # TensorFlow is imported only here.
+        from worker.runtime import load_detector
 
-        s = self.settings
-        detector: DetectorLike = Detector.load(
-            s.model_dir,
-            default_threshold=s.score_threshold,
-            thresholds=s.thresholds,
-            ignore_labels=s.ignore_labels,
-            default_input_size=s.input_size,
-            intra_op_threads=s.intra_op_threads or None,
-            inter_op_threads=s.inter_op_threads or None,
-        )
+        detector = load_detector(self.settings)
+        self._runtime = detector.runtime
         return detector
 
     def _model_batch(self, size: int) -> int:
