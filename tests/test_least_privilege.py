@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import urllib.error
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aio_pika
 import aiormq.exceptions
@@ -28,6 +30,7 @@ from memelearning.management import ManagementClient
 from memelearning.permissions import (
     DEFAULT_EXCHANGE,
     KEDA_PERMISSIONS,
+    Permissions,
     component_permissions,
     exactly,
     worker_permissions,
@@ -306,3 +309,18 @@ async def test_the_autoscaler_user_reads_queue_depth_and_nothing_else(
         assert purge.value.code in (401, 403), purge.value
     finally:
         broker.delete_user(user)
+
+
+def test_the_commands_in_docs_security_grant_exactly_these_permissions() -> None:
+    """docs/security.md's rabbitmqctl lines are what operators copy: they must not drift
+    from memelearning.permissions."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    commands = " ".join(text.replace("\\\n", " ").splitlines())
+    documented = {
+        user.removeprefix("memelearning-"): Permissions(*patterns)
+        for user, *patterns in (
+            shlex.split(match)
+            for match in re.findall(r'set_permissions -p "\$V" (\S+ +\S+ +\S+ +\S+)', commands)
+        )
+    }
+    assert documented == {**component_permissions(), "keda": KEDA_PERMISSIONS}
