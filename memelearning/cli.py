@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from memelearning import __version__
+from memelearning.amqp import BrokerTlsError
 from memelearning.logs import setup_logging
 from memelearning.settings import SettingsError
 
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"memelearning {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokerTlsError as exc:
+        # A configuration problem on one side or the other, not a crash: no traceback.
+        print(f"memelearning {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return result
