@@ -213,7 +213,9 @@ def _explain_tls_failure(
     exc: BaseException, variable: Callable[[str], str], has_client_cert: bool
 ) -> str | None:
     # aiormq wraps the transport's OSError in AMQPConnectionError, keeping only its args.
-    text = " ".join(str(arg) for arg in getattr(exc, "args", ())) or str(exc)
+    # (errno, message) from the SSL error: the errno adds nothing for a person.
+    args = [a for a in getattr(exc, "args", ()) if not isinstance(a, int)]
+    text = " ".join(str(arg) for arg in args) or str(exc)
     upper = text.upper()
     if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in upper:
         return (
@@ -225,6 +227,11 @@ def _explain_tls_failure(
         return (
             f"TLS: the broker requires a client certificate ({_first_line(text)}); set "
             f"{variable('tls_cert_file')} and {variable('tls_key_file')}"
+        )
+    if "WRONG_VERSION_NUMBER" in upper:
+        return (
+            f"TLS: the broker does not speak TLS on this port ({_first_line(text)}); "
+            "amqps:// needs the broker's TLS listener (usually port 5671)"
         )
     if "CONNECTION RESET" in upper or "CONNECTIONRESETERROR" in upper:
         # With TLS 1.3 the client finishes its side of the handshake before the broker

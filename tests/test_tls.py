@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import ssl
+import subprocess
+import sys
 import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -31,6 +34,7 @@ from publisher.publishing import FramePublisher
 from publisher.settings import PublisherSettings
 from reactions.settings import ReactionsSettings
 from reactions.tail import tail
+from tests.broker import Broker
 from tests.broker_node import PrivateBroker, TlsListener
 from tests.certs import CLIENT_CN, KEY_PASSWORD, Pki, make_pki
 from tests.frames import make_frame
@@ -41,6 +45,8 @@ from worker.settings import WorkerSettings
 
 # Passwords of the private node's guest user: must never show in an error either.
 URL_PASSWORD = "guest"
+# A password that must never appear in output.
+SECRET = "do-not-print-me"
 # Node name → the connections of the last _frame_to_event_over_tls on that node.
 _last_connections: dict[str, list[dict[str, Any]]] = {}
 # The management API lists connections from statistics collected every 5 s by default.
@@ -409,3 +415,26 @@ def test_an_encrypted_key_asks_for_its_password_and_never_shows_it(pki: Pki) -> 
 
 def test_plain_amqp_builds_no_context() -> None:
     assert WorkerSettings(amqp_url="amqp://localhost/").amqp_ssl_context() is None
+
+
+# -- the command line
+
+
+def test_the_cli_reports_a_port_without_tls_in_one_line(broker: Broker) -> None:
+    # amqps:// to the shared broker's plain AMQP port: a mistake an operator can make
+    plain = urllib.parse.urlsplit(broker.amqp_url)
+    url = f"amqps://guest:{SECRET}@{plain.hostname}:{plain.port or 5672}/"
+    result = subprocess.run(
+        [sys.executable, "-m", "memelearning", "reactions", "tail"],
+        env={**os.environ, "MEMELEARNING_REACTIONS_AMQP_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    print(result.stderr)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("memelearning reactions: TLS: the broker does not speak TLS")
+    assert SECRET not in result.stderr
