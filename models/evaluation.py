@@ -357,9 +357,12 @@ def plot_precision_recall(
     for colour, c in zip(colours, curves, strict=True):
         # The interpolated (monotone) precision as steps: the area under it is the AP,
         # and 13 raw saw-tooth curves on one chart are unreadable.
-        envelope = np.maximum.accumulate(c.precision[::-1])[::-1]
+        # A class nothing was predicted for still gets its legend entry (AP 0).
+        precision = c.precision if len(c.precision) else np.zeros(1)
+        recall = c.recall if len(c.recall) else np.zeros(1)
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
         axes.plot(
-            np.concatenate(([0.0], c.recall)),
+            np.concatenate(([0.0], recall)),
             np.concatenate((envelope[:1], envelope)),
             drawstyle="steps-pre",
             color=colour,

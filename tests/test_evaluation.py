@@ -391,3 +391,15 @@ def test_report_with_classification_only_has_null_detection(tmp_path: Path) -> N
 def test_report_needs_a_result(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing to report"):
         write_report(tmp_path)
+
+
+def test_pr_chart_draws_a_class_nothing_was_predicted_for(tmp_path: Path) -> None:
+    truth = [
+        [GroundTruth("fist", (0.1, 0.1, 0.5, 0.5))],
+        [GroundTruth("palm", (0.1, 0.1, 0.5, 0.5))],
+    ]
+    predictions = [[Prediction("fist", 0.9, (0.1, 0.1, 0.5, 0.5))], []]
+    result = average_precision(truth, predictions)
+    assert result.per_class["palm"].ap == 0.0
+    path = plot_precision_recall(result, tmp_path / "pr.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
