@@ -218,11 +218,12 @@ class PrivateBroker:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop the node (gracefully: SIGTERM makes the server script run a clean
-        shutdown; SIGKILL to the whole group if that takes too long). Idempotent."""
+        shutdown; SIGKILL to the whole group if that takes longer than ``timeout``;
+        at once with ``timeout=0``). Idempotent."""
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
+        if process.poll() is None and timeout > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -236,10 +237,19 @@ class PrivateBroker:
         _running.discard(self)
         self._wait_port_closed(self.port, timeout=10)
 
-    def restart(self, down_s: float = 0.0) -> None:
-        """Stop the whole node, stay down ``down_s`` seconds, start it again on the same
-        ports and data directory (durable queues and their messages survive)."""
-        self.stop()
+    def kill(self) -> None:
+        """Crash the node: SIGKILL to its whole process group, no clean shutdown (what
+        an OOM kill or a lost machine does). Data written to disk so far is kept."""
+        self.stop(timeout=0)
+
+    def restart(self, down_s: float = 0.0, *, crash: bool = False) -> None:
+        """Stop the whole node (cleanly, or ``crash``: SIGKILL), stay down ``down_s``
+        seconds, start it again on the same ports and data directory (durable queues
+        and their persisted messages survive)."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         if down_s:
             time.sleep(down_s)
         self.start()
