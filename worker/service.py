@@ -379,11 +379,18 @@ class Worker:
             raise FrameStale()
         return meta
 
-    def _decode(self, body: bytes, out: npt.NDArray[np.uint8]) -> FrameRejected | None:
+    def _decode(self, body: bytes, out: npt.NDArray[np.uint8]) -> FrameRejected | _Requeue | None:
         try:
             decode_into(body, out, max_pixels=self.settings.max_frame_pixels)
         except FrameRejected as exc:
             return exc
+        except Exception:
+            # A crash inside the JPEG library, not input we know to be bad: requeue this
+            # frame alone (an exception here would requeue its whole batch, and
+            # batch-mates redelivered with it again and again would reach the delivery
+            # limit too). If it keeps crashing, the broker dead-letters it.
+            log.exception("decoding crashed on a frame; requeueing it")
+            return _Requeue("decode_failed")
         return None
 
     async def _detect(
