@@ -1,13 +1,19 @@
-"""``memelearning models …``: model tooling: the dataset report, and the plumbing
-model used by tests and by the demo until a trained gesture detector ships."""
+"""Model tooling: ``memelearning train``, ``export`` and ``evaluate`` for the gesture
+model, and ``memelearning models …`` for the dataset report and the colour plumbing
+model the tests use."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
+
+DEFAULT_DATA = Path("../shared/data")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _register_gesture_commands(subparsers)
     parser = subparsers.add_parser("models", help="model tooling")
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     plumbing = sub.add_parser(
@@ -67,3 +73,99 @@ def _dataset_report(args: argparse.Namespace) -> int:
     )
     print(result.text)
     return 1 if args.strict and result.dataset.errors else 0
+
+
+def _register_gesture_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    from models.training import TrainConfig
+
+    defaults = TrainConfig()
+    train = subparsers.add_parser(
+        "train",
+        help="train the two-stage gesture model and export it to RUN_DIR/model",
+        description="Fine-tune the hand detector on hands/ and signs/ boxes, train the "
+        "gesture head on hagrid-crops/, export SavedModel + TFLite. Resumes from the "
+        "checkpoints in RUN_DIR; the same seed gives the same splits and augmentation.",
+    )
+    train.add_argument("run_dir", type=Path, help="run directory (checkpoints, caches, model)")
+    train.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--detector-epochs", type=int, default=defaults.detector_epochs)
+    train.add_argument("--head-epochs", type=int, default=defaults.head_epochs)
+    train.add_argument(
+        "--feature-passes",
+        type=int,
+        default=defaults.feature_passes,
+        help="augmented copies of each training crop",
+    )
+    train.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
+    train.add_argument("--version", default=defaults.version, help="model version to record")
+    train.add_argument("--base-cache", type=Path, help="where the MediaPipe base models live")
+    train.set_defaults(func=_train)
+
+    export = subparsers.add_parser(
+        "export",
+        help="copy a trained model into a serving directory (e.g. models/default)",
+        description="Copy RUN_DIR/model (SavedModel, TFLite, label map, model.json, card) "
+        "to OUT after checking that the worker can load it.",
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("out", type=Path)
+    export.set_defaults(func=_export)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="score an exported gesture model on held-out data, write report + model card",
+    )
+    evaluate.add_argument("model_dir", type=Path)
+    evaluate.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    evaluate.add_argument("--out", type=Path, help="report folder (default MODEL_DIR/evaluation)")
+    evaluate.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from models.training import TrainConfig, TrainingError, train
+
+    config = TrainConfig(
+        seed=args.seed,
+        detector_epochs=args.detector_epochs,
+        head_epochs=args.head_epochs,
+        feature_passes=args.feature_passes,
+        limit=args.limit,
+        version=args.version,
+    )
+    try:
+        print(train(args.data, args.run_dir, config, base_cache=args.base_cache))
+    except TrainingError as exc:
+        print(f"memelearning train: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from models.training import MODEL_SUBDIR
+    from worker.detector import Detector, ModelError
+
+    source = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
+    try:
+        Detector.load(source)
+    except ModelError as exc:
+        print(f"memelearning export: {exc}", file=sys.stderr)
+        return 2
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    shutil.copytree(source, args.out, ignore=shutil.ignore_patterns("evaluation"))
+    print(args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from models.assessment import evaluate, summary_markdown
+
+    metrics = evaluate(
+        args.model_dir, args.data, args.out or args.model_dir / "evaluation", limit=args.limit
+    )
+    print(summary_markdown(metrics))
+    return 0

@@ -5,7 +5,9 @@ the Object Detection API contract and as a TFLite file for GPU-less workers.
 returns, per frame, up to ``max_hands`` detections: the hand's box, the gesture id
 from ``label_map.pbtxt`` (1-based; ``none`` is never emitted) and a score that is the
 hand score times the gesture probability. ``detect_hands`` returns stage one alone
-(hand boxes and scores), for evaluation and debugging.
+(hand boxes and scores) and ``classify_crops`` stage two alone (gesture probabilities
+of 224x224 hand crops, in the order of ``head_labels`` in ``model.json``), for
+evaluation and debugging.
 
 The TFLite export runs the same weights on one frame of the fixed size in
 ``model.json``; its non-maximum suppression is TFLite's built-in
@@ -33,10 +35,15 @@ from models.hand_detector import (
     non_max_suppression,
     to_frame,
 )
+from models.model_card import write_model_card
 
 TFLITE_FILE: Final = "model.tflite"
 _LOG_FLOOR: Final = 1e-4
 _FRAMES: Final = tf.TensorSpec([None, None, None, 3], tf.uint8, name="input_tensor")
+_CROPS: Final = tf.TensorSpec([None, CROP_SIZE, CROP_SIZE, 3], tf.uint8, name="crops")
+EVAL_HAND_THRESHOLD: Final = 0.01
+HANDS_SIGNATURE: Final = "detect_hands"
+CROPS_SIGNATURE: Final = "classify_crops"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +131,9 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         boxes = to_frame(self.detector.decode(regressors), placement)
         return boxes, tf.sigmoid(logits)
 
-    def hands(self, frames01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def hands(
+        self, frames01: tf.Tensor, score_threshold: float | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Hand boxes ``[N, K, 4]``, scores ``[N, K]`` and counts ``[N]``."""
         boxes, scores = self._hand_candidates(frames01)
         return non_max_suppression(
@@ -132,7 +141,9 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
             scores,
             max_hands=self.config.max_hands,
             iou_threshold=self.config.nms_iou,
-            score_threshold=self.config.hand_threshold,
+            score_threshold=(
+                self.config.hand_threshold if score_threshold is None else score_threshold
+            ),
         )
 
     # -- stage two -------------------------------------------------------------------
@@ -168,8 +179,18 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
 
     @tf.function(input_signature=[_FRAMES])  # type: ignore[untyped-decorator]
     def serve_hands(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
-        boxes, scores, valid = self.hands(tf.cast(input_tensor, tf.float32) / 255.0)
+        # A low floor: evaluation wants the whole precision-recall curve.
+        frames01 = tf.cast(input_tensor, tf.float32) / 255.0
+        boxes, scores, valid = self.hands(frames01, score_threshold=EVAL_HAND_THRESHOLD)
         return {"hand_boxes": boxes, "hand_scores": scores, "num_hands": tf.cast(valid, tf.float32)}
+
+    @tf.function(input_signature=[_CROPS])  # type: ignore[untyped-decorator]
+    def serve_crops(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
+        features, presence = self.features(tf.cast(crops, tf.float32) / 255.0)
+        return {
+            "gesture_probabilities": tf.nn.softmax(self.head.logits(features)),
+            "hand_presence": presence,
+        }
 
     # -- TFLite ----------------------------------------------------------------------
     def tflite_function(self) -> Any:
@@ -275,12 +296,19 @@ def export(
         str(out_dir),
         signatures={
             "serving_default": model.serve.get_concrete_function(),
-            "detect_hands": model.serve_hands.get_concrete_function(),
+            HANDS_SIGNATURE: model.serve_hands.get_concrete_function(),
+            CROPS_SIGNATURE: model.serve_crops.get_concrete_function(),
         },
     )
     (out_dir / "label_map.pbtxt").write_text(label_map_text(model.gestures), encoding="utf-8")
-    meta = {**metadata, "input_size": list(model.config.input_size), "config": asdict(model.config)}
+    meta = {
+        **metadata,
+        "input_size": list(model.config.input_size),
+        "config": asdict(model.config),
+        "head_labels": list(model.head.labels),
+    }
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_model_card(out_dir, meta, None)
     if tflite:
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [model.tflite_function()], model

@@ -1,0 +1,308 @@
+"""``memelearning evaluate``: score an exported gesture model on data it never saw.
+
+Everything is measured on the exported SavedModel (what the worker serves), with
+frames resized to the model's input size as the worker resizes them:
+
+* hand detection AP@0.5 (class-agnostic) on ``hands/test`` and on the people of
+  ``signs/`` that training held out (named in ``model.json``);
+* gesture-classifier accuracy and confusion matrix on the held-out ``hagrid-crops``;
+* end-to-end gesture AP on ``hands/test``, where finger counts name gestures
+  (0 → fist, 1 → one, 2 → peace, 5 → palm; 3 and 4 have no gesture and are ignored);
+* frames/s of the SavedModel at batch 1 and 16 and of the TFLite export with LiteRT.
+
+Writes ``metrics.json``, ``metrics.md`` and the charts to the output folder, and the
+model card (``MODEL_CARD.md``) next to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from tqdm import tqdm
+
+from models.evaluation import (
+    ClassificationResult,
+    DetectionResult,
+    GroundTruth,
+    Prediction,
+    average_precision,
+    classification_report,
+    classification_to_dict,
+    detection_to_dict,
+    plot_confusion_matrix,
+    plot_precision_recall,
+)
+from models.model_card import write_model_card
+from models.training import TrainConfig, load_splits
+from models.voc import Annotation
+
+logger = logging.getLogger(__name__)
+
+FINGERS_TO_GESTURE: Final = {"0-hand": "fist", "1-hand": "one", "2-hand": "peace", "5-hand": "palm"}
+HAND: Final = "hand"
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    root: Any
+    serve: Callable[..., Mapping[str, Any]]
+    hands: Callable[..., Mapping[str, Any]]
+    crops: Callable[..., Mapping[str, Any]]
+    labels: dict[int, str]
+    head_labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    meta: dict[str, Any]
+
+
+def _load(model_dir: Path) -> _Model:
+    import tensorflow as tf
+
+    from models.gesture_model import CROPS_SIGNATURE, HANDS_SIGNATURE
+    from worker.labelmap import load_label_map
+
+    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    root = tf.saved_model.load(str(model_dir))
+    labels = load_label_map(model_dir / "label_map.pbtxt")
+    height, width = meta["input_size"]
+    return _Model(
+        root=root,
+        serve=root.signatures["serving_default"],
+        hands=root.signatures[HANDS_SIGNATURE],
+        crops=root.signatures[CROPS_SIGNATURE],
+        labels={i: labels[i] for i in labels},
+        head_labels=tuple(meta["head_labels"]),
+        input_size=(int(height), int(width)),
+        meta=meta,
+    )
+
+
+def _frame(path: Path, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    with Image.open(path) as image:
+        rgb = image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(rgb)[None]
+
+
+def _truth(
+    annotation: Annotation, label_of: Callable[[str], str | None], classes: Sequence[str]
+) -> list[GroundTruth]:
+    truths = []
+    for box in annotation.boxes:
+        label = label_of(box.label)
+        coords = (
+            box.ymin / annotation.height,
+            box.xmin / annotation.width,
+            box.ymax / annotation.height,
+            box.xmax / annotation.width,
+        )
+        if label is not None:
+            truths.append(GroundTruth(label, coords))
+        else:
+            # A hand whose label names no class (three or four fingers): "difficult" in
+            # every class, so whatever is detected there is neither right nor wrong.
+            truths += [GroundTruth(name, coords, difficult=True) for name in classes]
+    return truths
+
+
+def _box(values: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
+    ymin, xmin, ymax, xmax = (float(v) for v in values)
+    return (ymin, xmin, ymax, xmax)
+
+
+def hand_ap(model: _Model, annotations: Sequence[Annotation], desc: str) -> DetectionResult:
+    import tensorflow as tf
+
+    truths, predictions = [], []
+    for annotation in tqdm(annotations, desc=desc, unit="img"):
+        out = model.hands(input_tensor=tf.constant(_frame(annotation.image_path, model.input_size)))
+        count = int(out["num_hands"][0])
+        boxes, scores = out["hand_boxes"][0].numpy(), out["hand_scores"][0].numpy()
+        predictions.append(
+            [Prediction(HAND, float(scores[i]), _box(boxes[i])) for i in range(count)]
+        )
+        truths.append(_truth(annotation, lambda _: HAND, [HAND]))
+    return average_precision(truths, predictions, class_agnostic=False, classes=[HAND])
+
+
+def gesture_ap(model: _Model, annotations: Sequence[Annotation]) -> DetectionResult:
+    import tensorflow as tf
+
+    truths, predictions = [], []
+    gestures = sorted(set(FINGERS_TO_GESTURE.values()))
+    for annotation in tqdm(annotations, desc="gestures hands/test", unit="img"):
+        out = model.serve(input_tensor=tf.constant(_frame(annotation.image_path, model.input_size)))
+        count = int(out["num_detections"][0])
+        found = []
+        for i in range(count):
+            label = model.labels.get(int(out["detection_classes"][0, i]))
+            score = float(out["detection_scores"][0, i])
+            if label in gestures and score > 0:
+                found.append(Prediction(label, score, _box(out["detection_boxes"][0, i].numpy())))
+        predictions.append(found)
+        truths.append(_truth(annotation, FINGERS_TO_GESTURE.get, gestures))
+    return average_precision(truths, predictions, classes=gestures)
+
+
+def classifier_accuracy(
+    model: _Model, samples: Sequence[Any], batch_size: int = 64
+) -> ClassificationResult:
+    import tensorflow as tf
+
+    from models.gesture_classifier import centre_crop
+
+    true: list[str] = []
+    predicted: list[str] = []
+    with tqdm(total=len(samples), desc="held-out crops", unit="crop") as progress:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            crops = []
+            for sample in chunk:
+                with Image.open(sample.path) as image:
+                    crops.append(centre_crop(image))
+            probs = model.crops(crops=tf.constant(np.stack(crops)))["gesture_probabilities"]
+            predicted += [model.head_labels[i] for i in np.argmax(probs.numpy(), axis=-1)]
+            true += [sample.label for sample in chunk]
+            progress.update(len(chunk))
+    return classification_report(true, predicted, labels=model.head_labels)
+
+
+def speed(model: _Model, model_dir: Path, frames: npt.NDArray[np.uint8]) -> dict[str, float]:
+    """Frames/s of the SavedModel at batch 1 and 16, and of the TFLite export (LiteRT,
+    one frame per call) when ``ai-edge-litert`` is installed."""
+    import tensorflow as tf
+
+    figures: dict[str, float] = {}
+    for batch in (1, 16):
+        images = tf.constant(np.resize(frames, (batch, *frames.shape[1:])))
+        model.serve(input_tensor=images)
+        calls = max(64 // batch, 4)
+        start = time.perf_counter()
+        for _ in range(calls):
+            model.serve(input_tensor=images)
+        figures[f"savedmodel_batch{batch}_fps"] = calls * batch / (time.perf_counter() - start)
+    tflite = model_dir / "model.tflite"
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        logger.info("ai-edge-litert not installed: no TFLite figure")
+        return figures
+    if tflite.is_file():
+        interpreter = Interpreter(model_path=str(tflite), num_threads=2)
+        runner = interpreter.get_signature_runner()
+        runner(input_tensor=frames[:1])
+        start = time.perf_counter()
+        for i in range(32):
+            runner(input_tensor=frames[i % len(frames)][None])
+        figures["tflite_litert_batch1_fps"] = 32 / (time.perf_counter() - start)
+    return figures
+
+
+def evaluate(
+    model_dir: Path, data_root: Path, out_dir: Path, *, limit: int | None = None
+) -> dict[str, Any]:
+    """Score the model in ``model_dir``; write the report to ``out_dir`` and the
+    model card next to the model. Returns the metrics as written to JSON."""
+    model = _load(model_dir)
+    recipe = dict(model.meta["train_config"])
+    recipe["input_size"] = tuple(recipe["input_size"])
+    config = TrainConfig(**{**recipe, "limit": limit if limit is not None else recipe["limit"]})
+    splits = load_splits(data_root, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    hands_result = hand_ap(model, splits.hands_test, "hands hands/test")
+    signs_result = hand_ap(model, splits.signs.test, "hands signs held-out")
+    gestures_result = gesture_ap(model, splits.hands_test)
+    crops_result = classifier_accuracy(model, splits.crops.test)
+    frames = np.concatenate(
+        [_frame(a.image_path, model.input_size) for a in splits.hands_test[:16]]
+    )
+    figures = speed(model, model_dir, frames)
+
+    charts = {
+        "hands_test_pr": plot_precision_recall(
+            hands_result, out_dir / "pr_hands_test.png", title="Hand detection, hands/test"
+        ),
+        "signs_pr": plot_precision_recall(
+            signs_result, out_dir / "pr_signs_held_out.png", title="Hand detection, held-out people"
+        ),
+        "gestures_pr": plot_precision_recall(
+            gestures_result, out_dir / "pr_gestures_hands_test.png", title="Gestures, hands/test"
+        ),
+        "confusion": plot_confusion_matrix(
+            crops_result,
+            out_dir / "confusion_crops.png",
+            title="Gesture classifier, held-out crops",
+        ),
+    }
+    metrics: dict[str, Any] = {
+        "schema": 1,
+        "model": {"name": model.meta.get("name"), "version": model.meta.get("version")},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "limit": limit,
+        "hand_ap50_hands_test": hands_result.mean_ap,
+        "hand_ap50_signs_held_out": signs_result.mean_ap,
+        "signs_held_out_people": sorted({a.group for a in splits.signs.test}),
+        "gesture_map50_hands_test": gestures_result.mean_ap,
+        "classifier_accuracy": crops_result.accuracy,
+        "speed": figures,
+        "detail": {
+            "hands_test": detection_to_dict(hands_result),
+            "signs_held_out": detection_to_dict(signs_result),
+            "gestures_hands_test": detection_to_dict(gestures_result),
+            "crops": classification_to_dict(crops_result),
+        },
+        "charts": {key: path.name for key, path in charts.items()},
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "metrics.md").write_text(summary_markdown(metrics), encoding="utf-8")
+    write_model_card(model_dir, model.meta, metrics)
+    return metrics
+
+
+def summary_markdown(metrics: Mapping[str, Any]) -> str:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    gestures = metrics["detail"]["gestures_hands_test"]["per_class"]
+    crops = metrics["detail"]["crops"]["per_class"]
+    lines = [
+        f"# Evaluation of {metrics['model']['name']} {metrics['model']['version']}",
+        "",
+        f"Date: {metrics['date']}. Machine: {metrics['machine']['platform']}.",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        f"| hand AP@0.5, hands/test | {pct(metrics['hand_ap50_hands_test'])} |",
+        f"| hand AP@0.5, held-out people of signs/ "
+        f"({', '.join(metrics['signs_held_out_people'])}) | "
+        f"{pct(metrics['hand_ap50_signs_held_out'])} |",
+        f"| gesture classifier accuracy, held-out crops | {pct(metrics['classifier_accuracy'])} |",
+        f"| gesture mAP@0.5, hands/test (fist, one, peace, palm) | "
+        f"{pct(metrics['gesture_map50_hands_test'])} |",
+    ]
+    lines += [
+        f"| {key.replace('_', ' ')} | {value:.1f} |" for key, value in metrics["speed"].items()
+    ]
+    lines += ["", "## Gesture AP per class (hands/test)", "", "| gesture | AP@0.5 | objects |"]
+    lines += ["|---|---:|---:|"]
+    lines += [f"| {k} | {pct(v['ap'])} | {v['n_gt']} |" for k, v in gestures.items() if v["n_gt"]]
+    lines += [
+        "",
+        "## Classifier per class (held-out crops)",
+        "",
+        "| gesture | precision | recall |",
+    ]
+    lines += ["|---|---:|---:|"]
+    lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} |" for k, v in crops.items()]
+    return "\n".join(lines) + "\n"

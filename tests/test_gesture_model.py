@@ -1,0 +1,235 @@
+"""The gesture model's building blocks and its exports: the TFLite importer replays
+MediaPipe's graphs exactly, stage one's targets decode back to their boxes, the crops
+sit where they should, and the SavedModel and TFLite exports compute what the
+in-memory model computes and load in the worker."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from models.base_models import (
+    HAND_LANDMARKS,
+    PALM_DETECTOR,
+    BaseModelError,
+    base_model_paths,
+)
+from models.gesture_classifier import GestureHead, LandmarkFeatures
+from models.gesture_model import (
+    CROPS_SIGNATURE,
+    HANDS_SIGNATURE,
+    GestureModel,
+    ModelConfig,
+    crop_squares,
+    export,
+)
+from models.hand_detector import (
+    INPUT_SIZE,
+    NUM_ANCHORS,
+    HandDetector,
+    anchor_centres,
+    encode_targets,
+    letterbox,
+    to_frame,
+)
+from models.tflite_import import import_tflite
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LABELS = ("fist", "like", "none", "palm")
+BILINEAR = Image.Resampling.BILINEAR
+
+
+@pytest.fixture(scope="session")
+def bases() -> dict[str, Path]:
+    return base_model_paths()
+
+
+def _frames(count: int, size: tuple[int, int] = (360, 480)) -> npt.NDArray[np.uint8]:
+    paths = sorted((DATA / "hands" / "test").glob("*.jpg"))[:count]
+    return np.stack(
+        [
+            np.asarray(
+                Image.open(p).convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            )
+            for p in paths
+        ]
+    )
+
+
+def test_base_models_are_verified_by_checksum(tmp_path: Path, bases: dict[str, Path]) -> None:
+    for model in (PALM_DETECTOR, HAND_LANDMARKS):
+        assert hashlib.sha256(bases[model.file_name].read_bytes()).hexdigest() == model.sha256
+    (tmp_path / PALM_DETECTOR.file_name).write_bytes(b"not the model")
+    with pytest.raises(BaseModelError, match=r"palm_detection_lite\.tflite"):
+        base_model_paths(tmp_path, fetch=False)
+
+
+@pytest.mark.parametrize("model", [PALM_DETECTOR, HAND_LANDMARKS], ids=lambda m: m.file_name)
+def test_imported_graph_computes_what_the_tflite_interpreter_computes(
+    bases: dict[str, Path], model: object
+) -> None:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    path = bases[model.file_name]  # type: ignore[attr-defined]
+    graph = import_tflite(path, name="under_test")
+    size = graph.input_shape[1]
+    x = _frames(1, (size, size)).astype(np.float32) / 255.0
+    ours = [t.numpy() for t in graph(tf.constant(x))]
+    interpreter = Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    theirs = {
+        d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()
+    }
+    for name, value in zip(graph.output_names, ours, strict=True):
+        reference = theirs[name]
+        assert value.shape == reference.shape
+        assert np.abs(value - reference).max() <= 1e-3 * max(1.0, np.abs(reference).max())
+    # Any batch, not only the exported batch of one.
+    batched = graph(tf.constant(np.concatenate([x, x[:, ::-1]])))
+    np.testing.assert_allclose(batched[0].numpy()[:1], ours[0], rtol=1e-4, atol=1e-3)
+
+
+def test_targets_decode_back_to_their_box(bases: dict[str, Path]) -> None:
+    box = np.array([[0.30, 0.40, 0.70, 0.60]], np.float32)
+    labels, weights, regression = encode_targets(box)
+    positive = labels == 1
+    assert positive.sum() >= 4
+    centres = anchor_centres()
+    # Positives sit in the middle of the box; the rest of the box is ignored, not negative.
+    assert np.all(np.abs(centres[positive, 0] - 0.5) <= 0.1 + 1 / 24)
+    inside = (
+        (centres[:, 0] > 0.3)
+        & (centres[:, 0] < 0.7)
+        & (centres[:, 1] > 0.4)
+        & (centres[:, 1] < 0.6)
+    )
+    assert np.all(weights[inside & ~positive] == 0)
+    assert np.all(weights[~inside] == 1)
+    detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
+    decoded = detector.decode(tf.constant(regression[None]))[0].numpy()
+    np.testing.assert_allclose(decoded[positive], np.repeat(box, positive.sum(), axis=0), atol=1e-5)
+
+
+def test_a_tiny_hand_still_gets_an_anchor() -> None:
+    labels, _, _ = encode_targets(np.array([[0.50, 0.50, 0.51, 0.51]], np.float32))
+    assert labels.sum() >= 2  # the nearest anchors of both grids
+    assert labels.shape == (NUM_ANCHORS,)
+
+
+def test_crops_are_square_centred_and_zero_outside_the_frame() -> None:
+    height, width = 40, 80
+    rows = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width))
+    cols = np.broadcast_to(np.arange(width, dtype=np.float32)[None, :], (height, width))
+    image = np.stack([rows, cols, np.ones_like(rows)], axis=-1)[None]
+    # A 20x20-pixel box from (10, 30) to (30, 50); margin 1 → exactly that square, sampled
+    # at pixel centres (a pixel's value sits at index + 0.5).
+    box = tf.constant([[10 / height, 30 / width, 30 / height, 50 / width]])
+    crop = crop_squares(tf.constant(image), box, tf.constant([0]), 1.0)[0].numpy()
+    assert crop.shape == (224, 224, 3)
+    assert crop[..., 0].min() == pytest.approx(9.5, abs=0.1)
+    assert crop[..., 0].max() == pytest.approx(29.5, abs=0.1)
+    assert crop[..., 1].min() == pytest.approx(29.5, abs=0.1)
+    assert crop[..., 1].max() == pytest.approx(49.5, abs=0.1)
+    # Doubling the margin reaches past the top edge: those rows are zeros.
+    wide = crop_squares(tf.constant(image), box, tf.constant([0]), 3.0)[0].numpy()
+    assert np.all(wide[:10, :, 2] == 0)
+    assert np.all(wide[112, 112, 2] == 1)
+
+
+@pytest.fixture(scope="module")
+def gesture_model(bases: dict[str, Path]) -> GestureModel:
+    detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
+    features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
+    head = GestureHead(LABELS, 736, seed=3)
+    # A low hand threshold so the untrained detector still hands crops to stage two.
+    return GestureModel(detector, features, head, ModelConfig(max_hands=2, hand_threshold=0.05))
+
+
+@pytest.fixture(scope="module")
+def exported(gesture_model: GestureModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gesture-export") / "model"
+    return export(gesture_model, out, {"name": "test-gestures", "version": "t1"})
+
+
+def test_the_reloaded_savedmodel_computes_what_the_model_in_memory_computes(
+    gesture_model: GestureModel, exported: Path
+) -> None:
+    frames = _frames(3)
+    expected = gesture_model.detect(tf.constant(frames))
+    loaded = tf.saved_model.load(str(exported))
+    got = loaded.signatures["serving_default"](input_tensor=tf.constant(frames))
+    assert int(np.sum(expected["num_detections"])) > 0, (
+        "no hand found: the test would prove nothing"
+    )
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-5)
+    hands = loaded.signatures[HANDS_SIGNATURE](input_tensor=tf.constant(frames))
+    assert hands["hand_boxes"].shape == (3, 2, 4)
+    crops = loaded.signatures[CROPS_SIGNATURE](crops=tf.zeros([2, 224, 224, 3], tf.uint8))
+    np.testing.assert_allclose(crops["gesture_probabilities"].numpy().sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_the_worker_serves_the_export_and_never_reports_none(exported: Path) -> None:
+    from worker.detector import Detector
+
+    detector = Detector.load(exported, default_threshold=0.0)
+    assert detector.input_size == (360, 480)
+    assert set(detector.labels.values()) == {"fist", "like", "palm"}
+    results = detector.detect(_frames(4))
+    assert len(results) == 4
+    assert any(results)
+    assert all(d.label in {"fist", "like", "palm"} for frame in results for d in frame)
+    assert (exported / "MODEL_CARD.md").read_text(encoding="utf-8").count("fist") >= 1
+
+
+def test_the_tflite_export_agrees_with_the_savedmodel(exported: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    loaded = tf.saved_model.load(str(exported))
+    runner = Interpreter(model_path=str(exported / "model.tflite")).get_signature_runner()
+    checked = 0
+    for frame in _frames(4):
+        reference = loaded.signatures["serving_default"](input_tensor=tf.constant(frame[None]))
+        lite = runner(input_tensor=frame[None])
+        count = int(reference["num_detections"][0])
+        assert int(lite["num_detections"][0]) == count
+        np.testing.assert_allclose(
+            lite["detection_boxes"][0, :count], reference["detection_boxes"][0, :count], atol=2e-3
+        )
+        np.testing.assert_array_equal(
+            lite["detection_classes"][0, :count], reference["detection_classes"][0, :count]
+        )
+        np.testing.assert_allclose(
+            lite["detection_scores"][0, :count], reference["detection_scores"][0, :count], atol=2e-3
+        )
+        checked += count
+    assert checked > 0
+
+
+def test_frames_are_letterboxed_and_boxes_map_back_to_the_frame() -> None:
+    # A wide frame with a white block: in the square input the block keeps its shape
+    # (black bars above and below), and to_frame maps its box back to frame units.
+    height, width = 360, 960
+    frame = np.zeros((1, height, width, 3), np.float32)
+    frame[:, 90:270, 480:840] = 1.0
+    boxed, placement = letterbox(tf.constant(frame))
+    assert boxed.shape == (1, INPUT_SIZE, INPUT_SIZE, 3)
+    rows = np.nonzero(boxed[0, :, :, 0].numpy().max(axis=1) > 0.5)[0]
+    cols = np.nonzero(boxed[0, :, :, 0].numpy().max(axis=0) > 0.5)[0]
+    found = np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], np.float32) / INPUT_SIZE
+    block_h, block_w = (rows[-1] + 1 - rows[0]), (cols[-1] + 1 - cols[0])
+    assert block_w / block_h == pytest.approx(2.0, rel=0.05)  # 360x180 stays 2:1
+    mapped = to_frame(tf.constant(found[None]), placement)[0].numpy()
+    expected = np.array([90 / height, 480 / width, 270 / height, 840 / width])
+    np.testing.assert_allclose(mapped, expected, atol=2 * width / INPUT_SIZE / width * 1.5)
