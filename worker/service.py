@@ -189,7 +189,7 @@ class Worker:
 
     async def _connect(self) -> None:
         s = self.settings
-        url = str(s.amqp_url)
+        url = s.connection_url()
         log.info("connecting to %s as %r", redact_url(url), s.connection_name)
         self._connection = await s.connect_robust(
             url, client_properties={"connection_name": f"{s.connection_name} {s.worker_id}"}

@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -26,6 +27,10 @@ class WorkerSettings(AmqpSettings):
 
     # -- broker (amqp_url and tls_*: memelearning.amqp.AmqpSettings)
     connection_name: str = "memelearning-worker"
+    # aio-pika's robust connection waits this long before each reconnect attempt. Its
+    # default (5 s) outlasts the queue TTL: after a broker restart, frames published
+    # once it is back would expire while the worker still waits to reconnect.
+    reconnect_interval_s: Annotated[float, Field(gt=0)] = 1.0
     queue: str = "memelearning.frames"
     dead_letter_exchange: str = "memelearning.frames.dlx"
     # Receives everything the frames queue dead-letters; see worker/topology.py.
@@ -91,6 +96,14 @@ class WorkerSettings(AmqpSettings):
                 "or batches can never fill"
             )
         return self
+
+    def connection_url(self) -> str:
+        """``amqp_url`` with aio-pika's ``reconnect_interval`` from these settings (it
+        wins over the same parameter in the URL)."""
+        parts = urlsplit(str(self.amqp_url))
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query["reconnect_interval"] = f"{self.reconnect_interval_s:g}"
+        return urlunsplit(parts._replace(query=urlencode(query)))
 
     @property
     def effective_prefetch(self) -> int:
