@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Dead-lettered frames the triage consumer may hold unacked; triage only counts or
+# moves them, so a wide window costs little and keeps it ahead of a backlog.
+TRIAGE_PREFETCH = 512
+
 
 class DetectorLike(Protocol):
     """What the worker needs from a detector (worker.detector.Detector)."""
@@ -198,7 +202,13 @@ class Worker:
         await self._consume_channel.set_qos(prefetch_count=s.effective_prefetch)
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         self._events = await topology.declare_events_exchange(self._publish_channel)
-        self._triage_queue, _ = await topology.declare_dead_letters(self._consume_channel, s)
+        # Triage gets its own channel and a wide window: under a backlog the frames
+        # queue dead-letters at the publishers' rate, and a triage consumer held to
+        # the frames' prefetch fell behind until the triage queue's length limit
+        # dropped frames uncounted (tests/test_faults_backlog.py).
+        triage_channel = await self._connection.channel()
+        await triage_channel.set_qos(prefetch_count=TRIAGE_PREFETCH)
+        self._triage_queue, _ = await topology.declare_dead_letters(triage_channel, s)
         self._frames_queue = await topology.declare_frames_queue(self._consume_channel, s)
 
     async def _start_consuming(self) -> None:
