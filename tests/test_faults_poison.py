@@ -1,0 +1,123 @@
+"""Fault test: a poison frame that crashes the decoder or the model every time it is
+tried, among good frames, on a fleet of two workers. It must end in the dead-letter
+queue after the broker's delivery limit, with a reason header, and cost no other
+frame its event. Prints what it counted.
+
+Run: python -m pytest tests/test_faults_poison.py -x -q -s
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from tests.faults import Tally, drain_dead_letters, duplicates, events_by_frame
+from tests.frames import BLUE, RED, EventCollector, make_frame, make_jpeg, publish_frames
+from tests.workers import SpyDetector, Worker, messages_ready, wait_until, worker_settings
+from worker.decode import decode_into
+from worker.service import DetectorLike
+
+DELIVERY_LIMIT = 3
+# A distinct body, so the fault can recognise it in either path.
+POISON_JPEG = make_jpeg(BLUE, size=(66, 50))
+
+
+def is_poison_image(images: npt.NDArray[np.uint8]) -> bool:
+    return bool((images[..., 2].mean(axis=(1, 2)) > 150).any())
+
+
+def dead_lettered_by(fleet: list[Worker]) -> float:
+    counters = (w.metrics.frames_rejected.labels("delivery_limit") for w in fleet)
+    return sum(float(counter._value.get()) for counter in counters)
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[list[Worker]]:
+    workers: list[Worker] = []
+    yield workers
+    for worker in workers:
+        await worker.stop()
+
+
+@pytest.mark.parametrize("path", ["decoder", "model"])
+@pytest.mark.timeout(60)
+async def test_a_poison_frame_is_dead_lettered_after_the_delivery_limit_and_the_fleet_goes_on(
+    amqp_url: str,
+    colour_detector: Any,
+    fleet: list[Worker],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    detectors: list[DetectorLike]
+    if path == "decoder":
+        real_decode = decode_into
+
+        def crashing_decode(data: bytes, out: Any, *, max_pixels: int) -> tuple[int, int]:
+            # Not a bad-input rejection: an unexpected crash inside the decoder, as a
+            # bug in a JPEG library would raise.
+            if data == POISON_JPEG:
+                raise RuntimeError("simulated decoder crash")
+            return real_decode(data, out, max_pixels=max_pixels)
+
+        monkeypatch.setattr("worker.service.decode_into", crashing_decode)
+        detectors = [colour_detector, colour_detector]
+    else:
+        detectors = [SpyDetector(colour_detector, fail_if=is_poison_image) for _ in range(2)]
+    for i, detector in enumerate(detectors):
+        worker = Worker(
+            worker_settings(
+                amqp_url,
+                worker_id=f"w{i}",
+                delivery_limit=DELIVERY_LIMIT,
+                max_batch=8,
+                max_wait_ms=20,
+                queue_ttl_ms=60_000,
+                stale_after_ms=60_000,
+            ),
+            detector=detector,
+        )
+        await worker.start()
+        fleet.append(worker)
+
+    good = [make_frame(RED, participant=f"p{i % 3}", sequence=i) for i in range(80)]
+    poison = make_frame(participant="p9", sequence=999, jpeg=POISON_JPEG)
+    async with EventCollector(amqp_url) as collector:
+        # given the poison frame in the middle of a steady stream
+        await publish_frames(amqp_url, [*good[:40], poison, *good[40:]])
+        # when the fleet has done all it can
+        await collector.wait_for(len(good), timeout=30)
+        await wait_until(lambda: dead_lettered_by(fleet) >= 1, timeout=30)
+    dead = await drain_dead_letters(amqp_url, timeout=1)
+    left = await messages_ready(amqp_url)
+
+    received = sum(int(w.metrics.frames_received._value.get()) for w in fleet)
+    requeued = sum(
+        int(w.metrics.frames_requeued.labels(reason)._value.get())
+        for w in fleet
+        for reason in ("inference_failed", "decode_failed", "worker_error")
+    )
+    by_frame = events_by_frame(collector.events)
+    repeated, _ = duplicates(collector.events)
+    tally = Tally(
+        f"poison frame ({path})",
+        sent=len(good) + 1,
+        processed=len(by_frame),
+        dead_lettered=len(dead),
+        duplicated=repeated,
+        extra_outcomes={"still_queued": left},
+        extra={"deliveries": received, "requeued": requeued},
+    )
+    tally.report()
+    # then only the poison frame is dead-lettered, with the broker's reason
+    assert [m.message_id for m in dead] == [poison.message_id]
+    assert dead[0].headers["x-reject-reason"] == "delivery_limit"
+    assert dead[0].headers["x-reject-detail"]
+    # after the first delivery and DELIVERY_LIMIT redeliveries, each one requeued
+    assert requeued == DELIVERY_LIMIT + 1
+    # and every good frame got its event, none was sunk with the poison
+    assert set(by_frame) == {f.message_id for f in good}
+    assert tally.lost == 0 and left == 0
