@@ -8,20 +8,34 @@ Run: python -m pytest tests/test_faults_poison.py -x -q -s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from tests.faults import Tally, drain_dead_letters, duplicates, events_by_frame
+from tests.faults import (
+    Tally,
+    WorkerProcess,
+    drain_dead_letters,
+    duplicates,
+    events_by_frame,
+    publish_paced,
+    queue_depth,
+)
 from tests.frames import BLUE, RED, EventCollector, make_frame, make_jpeg, publish_frames
 from tests.workers import SpyDetector, Worker, messages_ready, wait_until, worker_settings
 from worker.decode import decode_into
 from worker.service import DetectorLike
 
 DELIVERY_LIMIT = 3
+FRAMES_QUEUE = "memelearning.frames"
+DEAD_QUEUE = "memelearning.frames.dead"
 # A distinct body, so the fault can recognise it in either path.
 POISON_JPEG = make_jpeg(BLUE, size=(66, 50))
 
@@ -33,6 +47,14 @@ def is_poison_image(images: npt.NDArray[np.uint8]) -> bool:
 def dead_lettered_by(fleet: list[Worker]) -> float:
     counters = (w.metrics.frames_rejected.labels("delivery_limit") for w in fleet)
     return sum(float(counter._value.get()) for counter in counters)
+
+
+async def wait_until_async(
+    measure: Callable[[], Awaitable[int]], at_least: int, timeout: float
+) -> None:
+    async with asyncio.timeout(timeout):
+        while await measure() < at_least:
+            await asyncio.sleep(0.2)
 
 
 @pytest.fixture
@@ -121,3 +143,93 @@ async def test_a_poison_frame_is_dead_lettered_after_the_delivery_limit_and_the_
     # and every good frame got its event, none was sunk with the poison
     assert set(by_frame) == {f.message_id for f in good}
     assert tally.lost == 0 and left == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_frame_that_kills_every_worker_process_it_reaches_stops_after_the_delivery_limit(
+    amqp_url: str, colour_model_dir: Path
+) -> None:
+    # Each worker process dies (exit 70) when it decodes the poison frame; a
+    # supervisor replaces the dead, as Kubernetes would. The broker counts each return
+    # of the frame on a closed connection as a delivery.
+    limit = 1
+    settings: dict[str, object] = {
+        "max_batch": 8,
+        "delivery_limit": limit,
+        "queue_ttl_ms": 120_000,
+        "stale_after_ms": 120_000,
+    }
+    crash_env = {"FAULT_CRASH_ON_SHA256": hashlib.sha256(POISON_JPEG).hexdigest()}
+    good = [make_frame(RED, participant=f"p{i % 3}", sequence=i) for i in range(300)]
+    poison = make_frame(participant="p9", sequence=999, jpeg=POISON_JPEG)
+    deaths: list[int] = []
+    async with contextlib.AsyncExitStack() as stack, EventCollector(amqp_url) as collector:
+
+        async def spawn(n: int) -> WorkerProcess:
+            worker = WorkerProcess(
+                amqp_url,
+                colour_model_dir,
+                f"w{n}",
+                module="tests.crashing_worker",
+                env=crash_env,
+                **settings,
+            )
+            return await stack.enter_async_context(worker)
+
+        fleet = [await spawn(0), await spawn(1)]
+        await asyncio.gather(*(w.wait_ready() for w in fleet))
+
+        async def supervise() -> None:
+            while True:
+                for i, worker in enumerate(fleet):
+                    if not worker.running:
+                        assert worker.process is not None
+                        deaths.append(await worker.process.wait())
+                        fleet[i] = await spawn(len(deaths) + 1)
+                await asyncio.sleep(0.1)
+
+        supervisor = asyncio.create_task(supervise())
+        try:
+            # given the poison frame among good ones
+            await publish_paced(amqp_url, [*good[:150], poison, *good[150:200]], per_second=200)
+            # when it has killed its workers up to the limit, it is dead-lettered
+            await wait_until_async(lambda: queue_depth(amqp_url, DEAD_QUEUE), 1, timeout=60)
+            # then the fleet, restarted, takes new frames as before
+            await publish_paced(amqp_url, good[200:], per_second=200)
+            await wait_until(lambda: good[-1].message_id in events_by_frame(collector.events), 30)
+            await asyncio.sleep(1)
+        finally:
+            supervisor.cancel()
+        left = await queue_depth(amqp_url, FRAMES_QUEUE)
+    dead = await drain_dead_letters(amqp_url, timeout=1)
+
+    by_frame = events_by_frame(collector.events)
+    reasons = {m.message_id: m.headers["x-reject-reason"] for m in dead}
+    # Frames a dying worker had confirmed events for but not acked can be dead-lettered
+    # too: they count as processed (their event is out), not twice.
+    without_event = set(reasons) - set(by_frame)
+    tally = Tally(
+        "poison frame (worker process dies)",
+        sent=len(good) + 1,
+        processed=len(by_frame),
+        dead_lettered=len(without_event),
+        duplicated=duplicates(collector.events)[0],
+        extra_outcomes={"still_queued": left},
+        extra={
+            "worker_deaths": len(deaths),
+            "dead_letter_queue": len(dead),
+            "good_frames_dead_lettered_without_event": len(without_event - {poison.message_id}),
+        },
+    )
+    tally.report()
+    assert reasons.get(poison.message_id) == "delivery_limit"
+    # one death per delivery: the first one and `limit` redeliveries
+    assert deaths == [70] * (limit + 1)
+    # every frame is processed or dead-lettered with a reason: none silently lost.
+    # (Frames held unacked beside the poison die with each worker too, so they can
+    # reach the limit with it: see docs/reliability.md.)
+    assert set(reasons.values()) == {"delivery_limit"}
+    assert tally.lost == 0 and left == 0
+    # frames published after the poison was gone were all processed
+    assert {f.message_id for f in good[200:]} <= set(by_frame)
