@@ -9,8 +9,9 @@ full node restart, as they would in production.
 
 Use the ``private_broker`` fixture (module scope: one node per test module, always
 stopped afterwards) or ``PrivateBroker`` as a context manager. Nodes are started in
-their own process group, so stopping one also ends ``erl_child_setup`` and friends;
-``atexit`` stops any node a crashed test run left behind.
+their own process group, so stopping one ends the whole tree; ``atexit`` stops any
+node a failed test run left behind, and a watchdog in the node's group stops it if the
+test process is killed outright.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 30.0
 
 _running: set[PrivateBroker] = set()
+
+# Stops the node if the test process dies without stopping it (SIGKILL, a CI timeout):
+# no stray RabbitMQ nodes on a shared machine, and no node data (frames) left behind.
+# $1: the test process, $2: the node's process group (which includes this watchdog,
+# so the final SIGKILL ends it too), $3: a directory to remove ('' for none).
+_WATCHDOG: Final = (
+    'trap "" TERM INT HUP; while kill -0 "$1" 2>/dev/null; do sleep 1; done; '
+    'kill -TERM -"$2"; sleep 15; if [ -n "$3" ]; then rm -rf "$3"; fi; kill -KILL -"$2"'
+)
 
 
 def free_port() -> int:
@@ -92,6 +102,7 @@ class PrivateBroker:
         self.tls_port = free_port() if tls is not None else None
         self.extra_config = extra_config
         self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._write_files()
         self.management = ManagementClient(self.amqp_url(), self.management_url)
 
@@ -186,11 +197,24 @@ class PrivateBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                # Its own process group, so stop() can end the whole tree.
-                start_new_session=True,
+                # Its own process group, so stop() can end the whole tree (and a
+                # Ctrl-C in the terminal reaches pytest, not the node).
+                process_group=0,
             )
         _running.add(self)
         try:
+            # In the node's group, so stop() ends it too; it outlives SIGTERM to the group.
+            self._watchdog = subprocess.Popen(
+                [
+                    *("/bin/sh", "-c", _WATCHDOG, "watchdog"),
+                    *(str(os.getpid()), str(self._process.pid)),
+                    str(self.base_dir) if self._own_dir else "",
+                ],
+                process_group=self._process.pid,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self._wait_started(timeout)
         except BaseException:
             self.stop()
@@ -233,6 +257,10 @@ class PrivateBroker:
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
+        if self._watchdog is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._watchdog.wait(5)
+            self._watchdog = None
         self._process = None
         _running.discard(self)
         self._wait_port_closed(self.port, timeout=10)
