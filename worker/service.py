@@ -106,6 +106,8 @@ class Worker:
         self._consumer_tags: list[tuple[AbstractQueue, str]] = []
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._batch_task: asyncio.Task[None] | None = None
+        # The batch in the model while the batch loop prepares the next one.
+        self._inferring: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[None]] = set()
         self._model_pool: ThreadPoolExecutor | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
@@ -265,10 +267,11 @@ class Worker:
                 self.settings.drain_timeout_s,
                 self._in_flight,
             )
-        if self._batch_task is not None:
-            self._batch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._batch_task
+        for running in (self._batch_task, self._inferring):
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
         for task in list(self._settling):
             task.cancel()
         if self._connection is not None:
@@ -302,9 +305,14 @@ class Worker:
 
     async def _batch_loop(self) -> None:
         """Form batches: a batch closes at max_batch frames or max_wait_ms after its
-        first frame arrived, whichever comes first."""
+        first frame arrived, whichever comes first.
+
+        Two batches are in the works at once: while one is in the model, the next is
+        formed and decoded, so the model waits neither for the decoding nor for the
+        event loop between two calls (prefetch 2 x max_batch holds both)."""
         s = self.settings
         max_wait = s.max_wait_ms / 1000
+        inferring: asyncio.Task[None] | None = None
         while True:
             first = await self._inbox.get()
             batch = [first]
@@ -316,22 +324,57 @@ class Worker:
                         continue
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        break
+                        # Past the deadline, a batch still fills while the model is
+                        # busy with the previous one: it could not start sooner anyway.
+                        if inferring is None or inferring.done():
+                            break
+                        if not await self._next_frame_or(inferring, batch):
+                            break
+                        continue
                     try:
                         async with asyncio.timeout(remaining):
                             batch.append(await self._inbox.get())
                     except TimeoutError:
-                        break
-                await self._process(batch)
+                        continue
+                prepared = await self._prepare(batch)
+                if inferring is not None:
+                    # One batch in the model at a time: the model thread is one thread.
+                    await inferring
+                    inferring = None
+                if prepared is not None:
+                    inferring = asyncio.create_task(self._infer(*prepared), name="infer")
+                    self._inferring = inferring
             except Exception:
-                # A bug in the worker must not kill the batch loop, nor leave frames
-                # unsettled until the connection closes.
-                log.exception("batch of %d failed; requeueing what is unsettled", len(batch))
-                for item in batch:
-                    if not item.settling:
-                        self._spawn_settle(item, _Requeue("worker_error"))
+                self._requeue_unsettled(batch)
 
-    async def _process(self, batch: list[_Item]) -> None:
+    async def _next_frame_or(self, busy: asyncio.Task[None], batch: list[_Item]) -> bool:
+        """Wait for the next frame or for ``busy`` to end, whichever comes first;
+        True when a frame was added to ``batch``."""
+        getting = asyncio.ensure_future(self._inbox.get())
+        try:
+            await asyncio.wait({getting, busy}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getting.done():
+                # A cancelled get leaves the frame in the inbox.
+                getting.cancel()
+        if getting.done() and not getting.cancelled():
+            batch.append(getting.result())
+            return True
+        return False
+
+    def _requeue_unsettled(self, batch: Sequence[_Item]) -> None:
+        # A bug in the worker must not kill the batch loop, nor leave frames
+        # unsettled until the connection closes.
+        log.exception("batch of %d failed; requeueing what is unsettled", len(batch))
+        for item in batch:
+            if not item.settling:
+                self._spawn_settle(item, _Requeue("worker_error"))
+
+    async def _prepare(
+        self, batch: list[_Item]
+    ) -> tuple[npt.NDArray[np.uint8], list[_Item]] | None:
+        """Check and decode a batch; settles the frames that fail either. Returns the
+        images and their frames, or None when none is left."""
         loop = asyncio.get_running_loop()
         now_ms = time.time() * 1000
         fresh: list[_Item] = []
@@ -343,7 +386,7 @@ class Worker:
                 continue
             fresh.append(item)
         if not fresh:
-            return
+            return None
         height, width = self.detector.input_size
         images = np.empty((len(fresh), height, width, 3), dtype=np.uint8)
         started = time.perf_counter()
@@ -359,18 +402,24 @@ class Worker:
             if error is not None:
                 self._spawn_settle(fresh[i], error)
         if not ok:
-            return
+            return None
         if len(ok) < len(fresh):
             images = images[ok]
-        items = [fresh[i] for i in ok]
-        results = await self._detect(images, items)
-        detected_ms = int(time.time() * 1000)
-        for item, detections in zip(items, results, strict=True):
-            if detections is None:
-                self._spawn_settle(item, _Requeue("inference_failed"))
-            else:
-                item.detections = detections
-                self._spawn_settle(item, None, detected_ms)
+        return images, [fresh[i] for i in ok]
+
+    async def _infer(self, images: npt.NDArray[np.uint8], items: list[_Item]) -> None:
+        """Detect, then settle every frame of the batch (never raises)."""
+        try:
+            results = await self._detect(images, items)
+            detected_ms = int(time.time() * 1000)
+            for item, detections in zip(items, results, strict=True):
+                if detections is None:
+                    self._spawn_settle(item, _Requeue("inference_failed"))
+                else:
+                    item.detections = detections
+                    self._spawn_settle(item, None, detected_ms)
+        except Exception:
+            self._requeue_unsettled(items)
 
     def _check(self, message: AbstractIncomingMessage, now_ms: float) -> FrameMeta:
         try:
@@ -533,7 +582,7 @@ class Worker:
         """Move a frame to the dead-letter queue with a reason header, then ack it.
         Raises if the dead-letter publish is not confirmed; the caller decides."""
         assert self._publish_channel is not None
-        headers = dict(message.headers or {})
+        headers = topology.republishable(message.headers or {})
         headers.update(
             {
                 topology.HEADER_REJECT_REASON: reason,
