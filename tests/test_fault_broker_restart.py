@@ -274,7 +274,7 @@ async def test_worker_publisher_and_subscriber_recover_from_a_broker_restart_los
     lost = set(ledger.confirmed) - settled() - expired_in_outage
     resumed = [event for at, event in subscriber.deliveries if at > back_at]
     print(
-        f"\nbroker restart ({'SIGKILL' if scenario.crash else 'clean stop'}, "
+        f"\nFAULT broker restart ({'SIGKILL' if scenario.crash else 'clean stop'}, "
         f"frame TTL {scenario.frame_ttl_ms or 'default'} ms): "
         f"sent={len(ledger.sent)} confirmed={len(ledger.confirmed)} "
         f"not_resent_too_old={len(ledger.too_old_to_resend)} "
@@ -282,7 +282,7 @@ async def test_worker_publisher_and_subscriber_recover_from_a_broker_restart_los
         f"frames_with_event={len(with_event & set(ledger.confirmed))} "
         f"stale={len(accounting.stale)} expired={len(accounting.expired)} "
         f"expired_in_outage={len(expired_in_outage)} "
-        f"duplicates={duplicates} lost={len(lost)} "
+        f"duplicated={duplicates} lost={len(lost)} "
         f"publisher_retried={publisher.stats.retried} "
         f"worker_settle_failed={counter(worker, 'frames_requeued', reason='settle_failed')} "
         f"events_after_restart={len(resumed)}"
