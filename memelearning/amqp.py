@@ -22,7 +22,12 @@ from pamqp.common import FieldTable
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
+from memelearning.amqp_decode import tolerate_non_utf8_short_strings
 from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, SettingsError
+
+# Every process that talks to the broker imports this module (through its settings):
+# one hostile message must not close its connection (see memelearning/amqp_decode.py).
+tolerate_non_utf8_short_strings()
 
 _TLS_FIELDS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name")
 # Host names and IP addresses as they may appear in a certificate.
