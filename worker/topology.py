@@ -26,6 +26,20 @@ HEADER_REJECTED_BY: Final = "x-rejected-by"
 HEADER_FIRST_DEATH_REASON: Final = "x-first-death-reason"
 
 
+def republishable(value: Any) -> Any:
+    """Received headers in types the AMQP client can encode again. A header that is
+    not UTF-8 arrives as ``bytes`` (pamqp's long strings), which pamqp refuses to
+    publish: without this, such a frame could never be dead-lettered and went round
+    the triage queue for ever. It goes out as a byte array, content unchanged."""
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, dict):
+        return {key: republishable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [republishable(item) for item in value]
+    return value
+
+
 def frames_queue_arguments(settings: WorkerSettings) -> dict[str, Any]:
     return {
         # Quorum: the delivery limit is counted by the broker across the whole fleet,
