@@ -9,6 +9,7 @@ that capacity and reports the age of each frame when its event arrives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -36,23 +37,26 @@ class _Snapshot:
 
 
 class _Run:
-    """One worker on one vhost, with the subscriber attached."""
+    """The workers on one vhost, with the subscriber attached."""
 
-    def __init__(self, events: EventCounter, worker: WorkerProcess, url: str) -> None:
+    def __init__(self, events: EventCounter, workers: Sequence[WorkerProcess], url: str) -> None:
         self.events = events
-        self.worker = worker
+        self.workers = workers
         self.url = url
 
     async def snapshot(self, load: LoadProcess) -> _Snapshot:
         pids = {
-            "worker": [self.worker.pid],
+            "worker": [worker.pid for worker in self.workers],
             "broker": pids_named("beam.smp"),
             "load": [load.pid],
             "subscriber": [os.getpid()],
         }
-        metrics = await self.worker.metrics()
-        # The worker's main thread runs its event loop: AMQP, events, acks.
-        cpu = sample_cpu(pids, {"worker": self.worker.pid})
+        metrics: dict[str, float] = {}
+        for worker in self.workers:
+            for name, value in (await worker.metrics()).items():
+                metrics[name] = metrics.get(name, 0.0) + value
+        # A worker's main thread runs its event loop: AMQP, events, acks.
+        cpu = sample_cpu(pids, {"worker": self.workers[0].pid})
         return _Snapshot(self.events.count, time.monotonic(), cpu, metrics)
 
 
@@ -60,33 +64,48 @@ async def run_batch_size(
     management: ManagementClient,
     *,
     jpegs: Sequence[bytes],
-    label: str,
+    label: str | None,
     max_batch: int,
     worker_settings: Mapping[str, object],
     plan: Plan,
     log_dir: Path,
-    measure_latency: bool,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Saturate a fresh worker with ``max_batch``; then, if asked, measure latency at
-    ``plan.latency_load`` of the capacity just measured."""
+    latency_loads: Sequence[float] = (),
+    workers: int = 1,
+    name: str | None = None,
+    profile_path: Path | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Saturate ``workers`` fresh workers with ``max_batch`` on a fresh vhost; then
+    measure latency at each of ``latency_loads`` (shares of the capacity just
+    measured). ``label``: the one label the subscriber counts (None: every label).
+    ``profile_path``: run the (first) worker under cProfile, stats written there."""
     vhost = await asyncio.to_thread(management.create_vhost, "bench", "memelearning benchmark")
+    name = name or f"b{max_batch}"
     try:
         url = management.url_for(vhost)
-        settings = {
-            **worker_settings,
-            "amqp_url": url,
-            "max_batch": max_batch,
-            "worker_id": f"bench-b{max_batch}",
-        }
-        log_path = log_dir / f"worker-b{max_batch}.log"
-        async with WorkerProcess(settings, log_path) as worker, EventCounter(url, label) as events:
-            run = _Run(events, worker, url)
+        async with contextlib.AsyncExitStack() as stack:
+            started = []
+            for index in range(workers):
+                settings = {
+                    **worker_settings,
+                    "amqp_url": url,
+                    "max_batch": max_batch,
+                    "worker_id": f"bench-{name}-{index}",
+                }
+                process = WorkerProcess(
+                    settings,
+                    log_dir / f"worker-{name}-{index}.log",
+                    profile_path=profile_path if index == 0 else None,
+                )
+                started.append(await stack.enter_async_context(process))
+            events = await stack.enter_async_context(EventCounter(url, label))
+            run = _Run(events, started, url)
             capacity = await _saturate(run, jpegs, max_batch, plan)
-            latency = None
-            if measure_latency:
-                rate = capacity["frames_per_s"] * plan.latency_load
-                latency = await _latency(run, jpegs, max_batch, rate, plan)
-        return capacity, latency
+            capacity["workers"] = workers
+            latencies = []
+            for share in latency_loads:
+                rate = capacity["frames_per_s"] * share
+                latencies.append(await _latency(run, jpegs, max_batch, rate, share, plan))
+        return capacity, latencies
     finally:
         await asyncio.to_thread(management.delete_vhost, vhost)
 
@@ -139,9 +158,9 @@ async def _saturate(
 
 
 async def _latency(
-    run: _Run, jpegs: Sequence[bytes], max_batch: int, rate_fps: float, plan: Plan
+    run: _Run, jpegs: Sequence[bytes], max_batch: int, rate_fps: float, share: float, plan: Plan
 ) -> dict[str, Any]:
-    meeting = f"lat{max_batch}"
+    meeting = f"lat{max_batch}x{round(share * 100)}"
     already = run.events.count
     duration = plan.latency_warmup_s + plan.latency_steady_s
     job = LoadJob(
@@ -170,7 +189,7 @@ async def _latency(
     seconds = after.mono - before.mono
     return {
         "max_batch": max_batch,
-        "load_share": plan.latency_load,
+        "load_share": share,
         "target_fps": round(rate_fps, 1),
         "achieved_fps": round((len(kept) - 1) / span_s, 1) if span_s > 0 else None,
         "participants": plan.participants,

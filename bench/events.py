@@ -1,9 +1,12 @@
 """The subscriber: reaction events in, the moment each frame's first event arrived out.
 
-It binds to one label only. With the score threshold at 0 every frame yields one event
-per label, so one label gives exactly one event per frame, and the subscriber (which is
-measurement, not pipeline) costs a third of what listening to all of them would. The
-worker still publishes, and waits for the confirms of, every event.
+It binds to one label only when it can. With the score threshold at 0 the colour
+model gives every frame one event per label, so one label gives exactly one event per
+frame, and the subscriber (which is measurement, not pipeline) costs a third of what
+listening to all of them would. The worker still publishes, and waits for the confirms
+of, every event. For another model the subscriber binds to every label and counts a
+frame at its first event: that model must report at least one detection per frame at
+threshold 0 (top-N exports do), or its frames are not counted.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class EventCounter:
     """``async with EventCounter(url, label) as events:`` is subscribed before it
     returns, so no event published afterwards is missed."""
 
-    def __init__(self, amqp_url: str, label: str) -> None:
+    def __init__(self, amqp_url: str, label: str | None) -> None:
         self._url = amqp_url
         self._label = label
         self._connection: AbstractConnection | None = None

@@ -1,13 +1,20 @@
-"""The in-process ceiling: JPEG bytes → decode → detect, with no broker.
+"""The bare model and the in-process ceiling, with no broker.
+
+*Bare model*: ``detect`` on frames decoded beforehand, at each batch size, for each
+runtime (TensorFlow on the SavedModel, LiteRT on ``model.tflite``). *In process*:
+JPEG bytes → decode → detect with the runtime the worker will use, one batch after
+the other, as ``Worker`` does.
 
 Runs in a child process of its own (see :func:`measure_in_child`): TensorFlow's
 thread settings only apply in the process that first starts TensorFlow, and the
 parent must stay free of TensorFlow's thread pools while it times the end-to-end runs.
-The child also exports the colour model first, so TensorFlow is imported once.
+The child also exports the colour model first (unless given a model), so TensorFlow
+is imported once.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from collections.abc import Sequence
@@ -24,8 +31,16 @@ from bench.machine import machine_busy_s
 @dataclass(frozen=True)
 class InProcessJob:
     model_dir: Path
+    # Export the colour plumbing model (with its TFLite file) to model_dir first.
+    export_colour_model: bool
     jpegs: Sequence[bytes]
     batch_sizes: Sequence[int]
+    # The bare model: these runtimes at these batch sizes.
+    bare_runtimes: Sequence[str]
+    bare_batch_sizes: Sequence[int]
+    # The runtime of the in-process pipeline (and of the workers).
+    runtime: str
+    litert_threads: int
     # Timed in back-to-back intervals: their spread shows how steady the machine was.
     intervals: int
     interval_s: float
@@ -55,6 +70,20 @@ class InProcessResult:
     other_cores: float
 
 
+@dataclass(frozen=True)
+class BareResult:
+    runtime: str
+    batch: int
+    frames: int
+    seconds: float
+    frames_per_s: float
+    frames_per_s_min: float
+    frames_per_s_max: float
+    ms_per_call: float
+    cpu_cores: float
+    other_cores: float
+
+
 def measure_in_child(job: InProcessJob) -> dict[str, Any]:
     """Export the model to ``job.model_dir`` and time every batch size, in a fresh
     process; returns the model's description and one result per batch size."""
@@ -72,36 +101,110 @@ def _run(job: InProcessJob) -> dict[str, Any]:
     if job.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(job.inter_op_threads)
 
-    from models.contract_model import DESCRIPTION, export_colour_model
+    from models.contract_model import export_colour_model
+
+    if job.export_colour_model:
+        export_colour_model(job.model_dir, tflite=True)
+    detectors = {runtime: _load(job, runtime) for runtime in {*job.bare_runtimes, job.runtime}}
+    bare = [
+        asdict(_measure_bare(detectors[runtime], job, size))
+        for runtime in job.bare_runtimes
+        for size in job.bare_batch_sizes
+    ]
+    detector = detectors[job.runtime]
+    detector.warm_up(sorted({1, *job.batch_sizes}))
+    with ThreadPoolExecutor(job.decode_threads, thread_name_prefix="decode") as pool:
+        results = [asdict(_measure(detector, pool, job, size)) for size in job.batch_sizes]
+    description = _description(job.model_dir)
+    return {
+        "model": {
+            "name": detector.name,
+            "version": detector.version,
+            "description": description,
+            "labels": list(detector.labels.names),
+            "input_size": list(detector.input_size),
+            "max_batch": detector.max_batch,
+            "runtime": job.runtime,
+            "tflite": (job.model_dir / "model.tflite").is_file(),
+        },
+        "threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            "litert": job.litert_threads,
+            "decode": job.decode_threads,
+        },
+        "bare": bare,
+        "results": results,
+    }
+
+
+def _load(job: InProcessJob, runtime: str) -> Any:
+    if runtime == "litert":
+        from worker.litert import LiteRtDetector
+
+        return LiteRtDetector.load(job.model_dir, default_threshold=0.0, threads=job.litert_threads)
     from worker.detector import Detector
 
-    export_colour_model(job.model_dir)
-    detector = Detector.load(
+    return Detector.load(
         job.model_dir,
         default_threshold=0.0,
         default_input_size=job.input_size,
         intra_op_threads=job.intra_op_threads or None,
         inter_op_threads=job.inter_op_threads or None,
     )
-    detector.warm_up(sorted({1, *job.batch_sizes}))
-    with ThreadPoolExecutor(job.decode_threads, thread_name_prefix="decode") as pool:
-        results = [asdict(_measure(detector, pool, job, size)) for size in job.batch_sizes]
-    return {
-        "model": {
-            "name": detector.name,
-            "version": detector.version,
-            "description": DESCRIPTION,
-            "labels": list(detector.labels.names),
-            "input_size": list(detector.input_size),
-            "max_batch": detector.max_batch,
-        },
-        "threads": {
-            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-            "decode": job.decode_threads,
-        },
-        "results": results,
-    }
+
+
+def _description(model_dir: Path) -> str | None:
+    try:
+        metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    description = metadata.get("description") if isinstance(metadata, dict) else None
+    return description if isinstance(description, str) else None
+
+
+def _measure_bare(detector: Any, job: InProcessJob, size: int) -> BareResult:
+    """``detect`` alone, on frames decoded beforehand: the model's own ceiling."""
+    from worker.decode import decode_into
+
+    height, width = detector.input_size
+    count = min(len(job.jpegs), max(size, 32))
+    frames = np.empty((count, height, width, 3), dtype=np.uint8)
+    for i in range(count):
+        decode_into(job.jpegs[i], frames[i], max_pixels=job.max_frame_pixels)
+    batches = [frames[(i * size) % count :][:size] for i in range(max(1, count // size))]
+    batches = [b if len(b) == size else frames[:size] for b in batches]
+    detector.warm_up([size])
+    detector.detect(batches[0])
+    done = calls = 0
+    rates = []
+    cpu_started = time.process_time()
+    machine_started = machine_busy_s()
+    started = time.perf_counter()
+    for _ in range(job.intervals):
+        interval_frames = 0
+        interval_started = time.perf_counter()
+        while interval_frames == 0 or time.perf_counter() - interval_started < job.interval_s:
+            detector.detect(batches[calls % len(batches)])
+            calls += 1
+            interval_frames += size
+        done += interval_frames
+        rates.append(interval_frames / (time.perf_counter() - interval_started))
+    seconds = time.perf_counter() - started
+    own = time.process_time() - cpu_started
+    machine = machine_busy_s() - machine_started
+    return BareResult(
+        runtime=detector.runtime,
+        batch=size,
+        frames=done,
+        seconds=round(seconds, 3),
+        frames_per_s=round(done / seconds, 1),
+        frames_per_s_min=round(min(rates), 1),
+        frames_per_s_max=round(max(rates), 1),
+        ms_per_call=round(seconds / calls * 1000, 2),
+        cpu_cores=round(own / seconds, 2),
+        other_cores=round(max(0.0, machine - own) / seconds, 2),
+    )
 
 
 def _measure(

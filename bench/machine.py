@@ -28,6 +28,7 @@ def describe_machine() -> dict[str, Any]:
 def package_versions() -> dict[str, str | None]:
     return {
         "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
+        "ai-edge-litert": _version("ai-edge-litert"),
         "aio-pika": _version("aio-pika"),
         "aiormq": _version("aiormq"),
         "numpy": _version("numpy"),

@@ -1,30 +1,39 @@
-"""Benchmark of the frame pipeline: in-process ceiling, end-to-end capacity through
-RabbitMQ, and latency at half that capacity. Prints a table and writes JSON.
+"""Benchmark of the detector and the frame pipeline, from the bare model to the fleet.
+Prints a table and writes JSON and PNG plots.
 
-    python -m bench.pipeline [--quick] [--out DIR]
+    python -m bench.pipeline [--quick] [--model DIR] [--out DIR]
 
-1. In process: JPEG bytes → ``worker.decode.decode_into`` on a pool of decode threads
-   → ``Detector.detect``, one batch after the other, as ``Worker._process`` does.
-2. End to end: a load process publishes with ``FramePublisher`` as fast as the confirm
+1. Bare model: ``detect`` on frames decoded beforehand, at batch sizes 1-32, for
+   both runtimes (TensorFlow SavedModel, LiteRT ``model.tflite``).
+2. In process: JPEG bytes → ``worker.decode.decode_into`` on a pool of decode threads
+   → ``detect`` with the worker's runtime, one batch after the other, as ``Worker``
+   does; its ratio to the bare model.
+3. End to end: a load process publishes with ``FramePublisher`` as fast as the confirm
    window allows (a bounded backlog ahead of the events); a real worker process
    (``python -m memelearning worker``) consumes; a subscriber counts the frames with
-   reaction events over a steady window after a warm-up.
-3. Latency: participants simulated at a share (default half) of the capacity measured
-   at ``--latency-batch``; the age of each frame when its event arrives.
+   reaction events over a steady window after a warm-up; its ratio to in process.
+4. Seed-style baseline: the same model and runtime behind a one-frame-per-request
+   worker (max_batch 1, prefetch 1, one decode thread), measured the same way.
+5. Latency: participants simulated at shares (25/50/90 %) of the capacity measured at
+   ``--latency-batch``; the age of each frame when its event arrives.
+6. Scaling: the same with 2 worker processes on one queue.
 
-The model is the colour plumbing model (``models.contract_model``): it follows the
-Object Detection API contract and costs some real compute, but it is not a gesture
-detector, so the figures are for the pipeline, not for a trained network. Each run uses
-a fresh vhost that is deleted afterwards. Frames are real webcam frames from the shared
-data and stay in memory: nothing here writes a frame anywhere.
+The default model is the colour plumbing model (``models.contract_model``, exported
+with its TFLite file): it follows the Object Detection API contract and costs some real
+compute, but it is not a gesture detector, so its figures are for the pipeline, not
+for a trained network; ``--model DIR`` runs everything on an exported model instead.
+Each end-to-end run uses a fresh vhost that is deleted afterwards. Frames are real
+webcam frames from the shared data and stay in memory: nothing here writes a frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
+import pstats
 import shlex
 import sys
 import tempfile
@@ -40,18 +49,22 @@ from bench.frames import SIGNS, describe_jpegs, load_jpegs
 from bench.inprocess import InProcessJob, measure_in_child
 from bench.machine import describe_machine, package_versions
 from bench.plan import plan_for
+from bench.plots import plot_result
 from bench.report import format_report
 from bench.settings import BenchSettings
 from memelearning.logs import redact_url
 from memelearning.management import ManagementClient
 from memelearning.settings import SettingsError, load_settings
+from worker.litert import TFLITE_FILE, litert_available
 from worker.settings import WorkerSettings
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DEFAULT_OUT: Final = Path(__file__).resolve().parent.parent / "var" / "bench"
 # TensorFlow threads inside one model call: one per core of the 2-core machine the
 # figures are for. Inter-op threads are left to TensorFlow, as the worker's default.
 INTRA_OP_THREADS: Final = 2
+LITERT_THREADS: Final = 2
+COLOUR_MODEL: Final = "colour-plumbing"
 # Long enough that a saturating backlog is never dropped as stale or expired.
 _NEVER_STALE_MS: Final = 600_000
 
@@ -65,28 +78,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="a few seconds per measurement")
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"folder for the JSON (default {DEFAULT_OUT})"
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder for the JSON and the plots (default {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="an exported model directory (saved_model.pb, label_map.pbtxt, optionally "
+        "model.tflite); default: the colour plumbing model, exported with its TFLite file",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "tensorflow", "litert"),
+        default="auto",
+        help="the worker's runtime for in-process and end-to-end runs (default auto: "
+        "litert when the model has model.tflite)",
+    )
+    parser.add_argument(
+        "--bare-batch-sizes",
+        type=_sizes,
+        metavar="N,N,…",
+        help="batch sizes for the bare model (default 1,4,8,16,32; quick 1,8)",
     )
     parser.add_argument(
         "--batch-sizes",
         type=_sizes,
         default=(1, 8, 32),
         metavar="N,N,…",
-        help="max_batch values to measure (default 1,8,32)",
+        help="max_batch values for in process and end to end (default 1,8,32)",
     )
     parser.add_argument(
         "--latency-batch",
         type=int,
         default=8,
         metavar="N",
-        help="max_batch for the latency run; one of --batch-sizes (default 8)",
+        help="max_batch for the latency, baseline-ratio and scaling runs; one of "
+        "--batch-sizes (default 8)",
     )
     parser.add_argument(
-        "--latency-load",
-        type=float,
-        default=0.5,
-        metavar="SHARE",
-        help="latency run load as a share of the measured capacity (default 0.5)",
+        "--latency-loads",
+        type=_shares,
+        default=(0.25, 0.5, 0.9),
+        metavar="SHARE,…",
+        help="latency runs, as shares of the measured capacity (default 0.25,0.5,0.9)",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the one-frame-per-request baseline"
+    )
+    parser.add_argument(
+        "--scaling-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="worker processes for the scaling run (default 2; 0 or 1 skips it)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the worker at --latency-batch under cProfile and write the functions its "
+        "event loop spends most time in (pipeline-<time>-profile.txt)",
     )
     parser.add_argument("--frames", type=int, help="frames held in memory (default 300, quick 100)")
     parser.add_argument(
@@ -99,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the worker's MAX_WAIT_MS (default: the worker's default)",
     )
     return parser
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    try:
+        shares = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected shares like 0.25,0.5, got {text!r}") from None
+    if not shares or not all(0 < share <= 1 for share in shares):
+        raise argparse.ArgumentTypeError(f"shares must be in (0, 1], got {text!r}")
+    return shares
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -119,19 +182,28 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
     machine = describe_machine()
     frame_count = args.frames or (100 if args.quick else 300)
     jpegs = load_jpegs(SIGNS, frame_count)
-    plan = plan_for(args.quick, participants=args.participants, latency_load=args.latency_load)
+    plan = plan_for(args.quick, participants=args.participants)
     defaults = WorkerSettings.model_fields
     input_size: tuple[int, int] = defaults["input_size"].default
     decode_threads: int = defaults["decode_threads"].default
+    bare_sizes = args.bare_batch_sizes or ((1, 8) if args.quick else (1, 4, 8, 16, 32))
 
     with tempfile.TemporaryDirectory(prefix="memelearning-bench-") as scratch:
-        model_dir = Path(scratch) / "colour-model"
+        model_dir = args.model.resolve() if args.model else Path(scratch) / "colour-model"
+        has_tflite = args.model is None or (model_dir / TFLITE_FILE).is_file()
+        litert = has_tflite and litert_available()
+        runtime = args.runtime if args.runtime != "auto" else ("litert" if litert else "tensorflow")
         in_process = await asyncio.to_thread(
             measure_in_child,
             InProcessJob(
                 model_dir=model_dir,
+                export_colour_model=args.model is None,
                 jpegs=jpegs,
                 batch_sizes=args.batch_sizes,
+                bare_runtimes=("tensorflow", "litert") if litert else ("tensorflow",),
+                bare_batch_sizes=bare_sizes,
+                runtime=runtime,
+                litert_threads=LITERT_THREADS,
                 intervals=plan.in_process_intervals,
                 interval_s=plan.in_process_interval_s,
                 input_size=input_size,
@@ -143,6 +215,8 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
         )
         worker_settings: dict[str, object] = {
             "model_dir": model_dir,
+            "runtime": runtime,
+            "litert_threads": LITERT_THREADS,
             "max_wait_ms": args.max_wait_ms,
             "score_threshold": 0,
             "stale_after_ms": _NEVER_STALE_MS,
@@ -151,25 +225,78 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
             "decode_threads": decode_threads,
             "drain_timeout_s": 10,
         }
-        end_to_end = []
-        latency = None
+        model = in_process["model"]
+        # The colour model gives every frame an event per label: count one label only.
+        label = model["labels"][0] if model["name"] == COLOUR_MODEL else None
+        common: dict[str, Any] = {
+            "jpegs": jpegs,
+            "label": label,
+            "plan": plan,
+            "log_dir": Path(scratch),
+        }
+        bare_fps = {(r["runtime"], r["batch"]): r["frames_per_s"] for r in in_process["bare"]}
+        for row in in_process["results"]:
+            bare = bare_fps.get((runtime, row["max_batch"]))
+            row["ratio_to_bare"] = round(row["frames_per_s"] / bare, 3) if bare else None
         in_process_fps = {r["max_batch"]: r["frames_per_s"] for r in in_process["results"]}
+
+        end_to_end = []
+        latency: list[dict[str, Any]] = []
+        profile_stats = Path(scratch) / "worker.pstats"
         for size in args.batch_sizes:
             capacity, measured = await run_batch_size(
                 management,
-                jpegs=jpegs,
-                label=in_process["model"]["labels"][0],
                 max_batch=size,
                 worker_settings=worker_settings,
-                plan=plan,
-                log_dir=Path(scratch),
-                measure_latency=size == args.latency_batch,
+                latency_loads=args.latency_loads if size == args.latency_batch else (),
+                profile_path=profile_stats if args.profile and size == args.latency_batch else None,
+                **common,
             )
             capacity["ratio_to_in_process"] = round(
                 capacity["frames_per_s"] / in_process_fps[size], 3
             )
             end_to_end.append(capacity)
-            latency = measured or latency
+            latency += measured
+
+        best = max(end_to_end, key=lambda row: row["frames_per_s"])
+        baseline = None
+        if not args.no_baseline:
+            # The seed service's shape: one frame per request, nothing batched or
+            # overlapped: one frame in flight, one decode thread, one model call each.
+            seed_settings = {**worker_settings, "prefetch": 1, "decode_threads": 1}
+            baseline, _ = await run_batch_size(
+                management, max_batch=1, worker_settings=seed_settings, name="seed", **common
+            )
+            baseline["ours_frames_per_s"] = best["frames_per_s"]
+            baseline["ours_max_batch"] = best["max_batch"]
+            baseline["ratio_ours_over_baseline"] = round(
+                best["frames_per_s"] / baseline["frames_per_s"], 2
+            )
+
+        profile = _profile_text(profile_stats) if args.profile else None
+        scaling = None
+        if args.scaling_workers > 1:
+            # One thread per model call each, so that N workers do not oversubscribe
+            # the cores N times over.
+            per_worker = {**worker_settings, "litert_threads": 1, "intra_op_threads": 1}
+            many, _ = await run_batch_size(
+                management,
+                max_batch=args.latency_batch,
+                worker_settings=per_worker,
+                workers=args.scaling_workers,
+                name="scaling",
+                **common,
+            )
+            one = next(r for r in end_to_end if r["max_batch"] == args.latency_batch)
+            scaling = {
+                "max_batch": args.latency_batch,
+                "one_worker_frames_per_s": one["frames_per_s"],
+                "workers": args.scaling_workers,
+                "threads_per_worker": 1,
+                "frames_per_s": many["frames_per_s"],
+                "ratio_to_one_worker": round(many["frames_per_s"] / one["frames_per_s"], 2),
+                "run": many,
+            }
 
     return {
         "benchmark": "pipeline",
@@ -179,21 +306,41 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
         "command": " ".join(["python -m bench.pipeline", *map(shlex.quote, sys.argv[1:])]),
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "machine": machine,
+        "gpu": None,
         "versions": {
             **package_versions(),
             "rabbitmq": overview.get("rabbitmq_version"),
             "erlang": overview.get("erlang_version"),
         },
         "broker": redact_url(str(settings.amqp_url)),
-        "model": in_process["model"],
+        "model": {**model, "dir": str(args.model) if args.model else None},
         "threads": in_process["threads"],
         "frames": {"source": "shared/data/signs", **describe_jpegs(jpegs)},
         "plan": asdict(plan),
-        "worker_settings": {k: v for k, v in worker_settings.items() if k != "model_dir"},
+        "worker_settings": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in worker_settings.items()
+            if k != "model_dir"
+        },
+        "bare": in_process["bare"],
         "in_process": in_process["results"],
         "end_to_end": end_to_end,
+        "baseline": baseline,
         "latency": latency,
+        "scaling": scaling,
+        "profile": profile,
     }
+
+
+def _profile_text(path: Path, top: int = 30) -> str | None:
+    """The worker main thread's costliest functions (own time), as pstats prints them;
+    the decode and model threads are in the worker's own timers instead."""
+    if not path.is_file():
+        return None
+    text = io.StringIO()
+    stats = pstats.Stats(str(path), stream=text)
+    stats.strip_dirs().sort_stats(pstats.SortKey.TIME).print_stats(top)
+    return text.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.latency_batch not in args.batch_sizes:
         parser.error(f"--latency-batch {args.latency_batch} is not in --batch-sizes")
-    if not 0 < args.latency_load <= 1:
-        parser.error("--latency-load must be in (0, 1]")
+    if args.model is not None and not (args.model / "saved_model.pb").is_file():
+        parser.error(f"--model {args.model}: no saved_model.pb there")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(BenchSettings)
@@ -225,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"pipeline-{stamp}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten: {path}")
+    if result["profile"]:
+        profile = path.with_name(path.stem + "-profile.txt")
+        profile.write_text(result["profile"], encoding="utf-8")
+        print(f"written: {profile}")
+    plot = plot_result(result, path.with_suffix(".png"))
+    print(f"written: {plot}" if plot else "no plot: matplotlib is not installed (extra bench)")
     return 0
 
 

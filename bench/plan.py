@@ -20,8 +20,6 @@ class Plan:
     # The latency run: warm-up, then the frames that count.
     latency_warmup_s: float
     latency_steady_s: float
-    # Of the measured capacity, for the latency run.
-    latency_load: float
     participants: int
     # The longest wait for events: the first one, or a backlog to drain.
     patience_s: float
@@ -31,7 +29,7 @@ class Plan:
         return self.steady_intervals * self.steady_interval_s
 
 
-def plan_for(quick: bool, *, participants: int = 8, latency_load: float = 0.5) -> Plan:
+def plan_for(quick: bool, *, participants: int = 8) -> Plan:
     if quick:
-        return Plan(2, 1.0, 1.5, 3, 1.0, 1.0, 4.0, latency_load, participants, patience_s=30.0)
-    return Plan(5, 3.0, 5.0, 6, 5.0, 3.0, 20.0, latency_load, participants, patience_s=60.0)
+        return Plan(2, 0.5, 1.0, 2, 1.0, 0.5, 2.0, participants, patience_s=30.0)
+    return Plan(5, 3.0, 5.0, 6, 5.0, 3.0, 20.0, participants, patience_s=60.0)

@@ -14,6 +14,9 @@ def format_report(result: Mapping[str, Any]) -> str:
     frames = result["frames"]
     threads = result["threads"]
     worker = result["worker_settings"]
+    plumbing = (
+        " (plumbing model, NOT a gesture detector)" if model["name"] == "colour-plumbing" else ""
+    )
     lines = [
         f"memelearning pipeline benchmark{' (quick)' if result['quick'] else ''}"
         f" — {result['date']}",
@@ -21,33 +24,107 @@ def format_report(result: Mapping[str, Any]) -> str:
         f"machine:  {machine['cpu_model']}, {machine['logical_cpus']} CPUs "
         f"({machine['usable_cpus']} usable), {machine['memory_gib']} GiB, "
         f"load average {machine['load_average_1m_at_start']} at start "
-        "(the machine is shared: see 'other' CPU)",
+        "(the machine is shared: see 'other' CPU); no GPU",
         f"software: Python {machine['python']}, tensorflow {versions['tensorflow']}, "
-        f"aio-pika {versions['aio-pika']}, RabbitMQ {versions['rabbitmq']} "
-        f"(Erlang {versions['erlang']})",
-        f"model:    {model['name']} v{model['version']} (plumbing model, NOT a gesture "
-        f"detector), input {model['input_size'][0]}x{model['input_size'][1]}, "
-        f"TF intra-op threads {threads['intra_op']}, decode threads {threads['decode']}",
+        f"ai-edge-litert {versions.get('ai-edge-litert')}, aio-pika {versions['aio-pika']}, "
+        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']})",
+        f"model:    {model['name']} v{model['version']}{plumbing}, input "
+        f"{model['input_size'][0]}x{model['input_size'][1]}; worker runtime {model['runtime']}; "
+        f"threads: TF intra-op {threads['intra_op']}, LiteRT {threads['litert']}, "
+        f"decode {threads['decode']}",
         f"frames:   {frames['count']} real webcam frames from {frames['source']} "
         f"(median {frames['median_resolution']}, mean {frames['mean_bytes'] / 1000:.1f} kB)",
         f"worker:   max_wait_ms {worker['max_wait_ms']}, prefetch 2 x max_batch, "
         f"score threshold {worker['score_threshold']} (every frame yields events)",
         "",
+        "bare model (frames decoded beforehand), frames/s (min-max), ms per detect call:",
     ]
+    lines += _bare_table(result["bare"])
+    lines += ["", "pipeline:"]
     lines += _table(result["in_process"], result["end_to_end"])
-    latency = result.get("latency")
+    baseline = result.get("baseline")
+    if baseline:
+        lines += [
+            "",
+            f"seed-style baseline (max_batch 1, prefetch 1, 1 decode thread): "
+            f"{baseline['frames_per_s']:.0f} frames/s end to end; ours (max_batch "
+            f"{baseline['ours_max_batch']}) {baseline['ours_frames_per_s']:.0f}: "
+            f"{baseline['ratio_ours_over_baseline']:.2f}x",
+        ]
+    latency = result.get("latency") or []
     if latency:
         lines += [
             "",
-            f"latency at {latency['load_share']:.0%} of e2e capacity, max_batch "
-            f"{latency['max_batch']}: {latency['achieved_fps']} frames/s (target "
-            f"{latency['target_fps']}) from {latency['participants']} participants, "
-            f"{latency['frames']} frames; frame age at event (capture → event received):",
-            f"  p50 {latency['p50_ms']} ms   p95 {latency['p95_ms']} ms   "
-            f"p99 {latency['p99_ms']} ms   max {latency['max_ms']} ms   "
-            f"(mean batch {latency['worker']['mean_batch']})",
+            f"latency at shares of the e2e capacity, max_batch {latency[0]['max_batch']}, "
+            f"{latency[0]['participants']} participants; frame age at event "
+            "(capture → event received):",
+        ]
+        rows = [
+            (
+                "load",
+                "target fps",
+                "achieved fps",
+                "frames",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "mean batch",
+            )
+        ]
+        for run in latency:
+            rows.append(
+                (
+                    f"{run['load_share']:.0%}",
+                    f"{run['target_fps']:g}",
+                    _number(run["achieved_fps"]),
+                    str(run["frames"]),
+                    f"{run['p50_ms']:g}",
+                    f"{run['p95_ms']:g}",
+                    f"{run['p99_ms']:g}",
+                    f"{run['max_ms']:g}",
+                    _number(run["worker"]["mean_batch"]),
+                )
+            )
+        lines += _columns(rows)
+    scaling = result.get("scaling")
+    if scaling:
+        lines += [
+            "",
+            f"scaling at max_batch {scaling['max_batch']}: 1 worker "
+            f"{scaling['one_worker_frames_per_s']:.0f} frames/s; {scaling['workers']} workers "
+            f"({scaling['threads_per_worker']} model thread each) "
+            f"{scaling['frames_per_s']:.0f} frames/s ({scaling['ratio_to_one_worker']:.2f}x)",
         ]
     return "\n".join(lines)
+
+
+def _bare_table(bare: Sequence[Mapping[str, Any]]) -> list[str]:
+    sizes = sorted({row["batch"] for row in bare})
+    rows: list[tuple[str, ...]] = [("runtime", *(f"batch {size}" for size in sizes))]
+    for runtime in sorted({row["runtime"] for row in bare}):
+        by_size = {row["batch"]: row for row in bare if row["runtime"] == runtime}
+        rows.append(
+            (
+                runtime,
+                *(
+                    f"{_rate(by_size[size])} {by_size[size]['ms_per_call']:g} ms"
+                    if size in by_size
+                    else ""
+                    for size in sizes
+                ),
+            )
+        )
+    return _columns(rows)
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = [
+        "  ".join(cell.rjust(width) for cell, width in zip(r, widths, strict=True)) for r in rows
+    ]
+    out.insert(1, "  ".join("-" * width for width in widths))
+    return out
 
 
 def _table(in_process: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -55,6 +132,7 @@ def _table(in_process: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, A
     header = (
         "max_batch",
         "in-proc fps (min-max)",
+        "in-proc/bare",
         "decode ms/frame",
         "detect ms/batch",
         "other cores",
@@ -69,18 +147,14 @@ def _table(in_process: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, A
         cells = (
             str(row["max_batch"]),
             _rate(row),
+            _number(row.get("ratio_to_bare")),
             f"{row['decode_ms_per_frame']:.2f}",
             f"{row['detect_ms_per_batch']:.2f}",
             _number(row["other_cores"]),
         )
         run = by_batch.get(row["max_batch"])
         rows.append(cells + (_e2e_cells(run) if run else ("",) * (len(header) - len(cells))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    out = [
-        "  ".join(cell.rjust(width) for cell, width in zip(r, widths, strict=True)) for r in rows
-    ]
-    out.insert(1, "  ".join("-" * width for width in widths))
-    return out
+    return _columns(rows)
 
 
 def _e2e_cells(run: Mapping[str, Any]) -> tuple[str, ...]:

@@ -53,8 +53,13 @@ class WorkerProcess:
     field name (``max_batch=8``); the log goes to ``log_path``, which holds log lines
     only (the worker never logs frames)."""
 
-    def __init__(self, settings: Mapping[str, object], log_path: Path) -> None:
+    def __init__(
+        self, settings: Mapping[str, object], log_path: Path, *, profile_path: Path | None = None
+    ) -> None:
         self.port = free_port()
+        # cProfile of the worker's main thread (the event loop: AMQP, events, acks,
+        # batching), written when the worker exits.
+        self._profile = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
         self._env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIX)}
         self._env.update({_ENV_PREFIX + k.upper(): str(v) for k, v in settings.items()})
         self._env.update(
@@ -78,6 +83,7 @@ class WorkerProcess:
         self._log = self._log_path.open("wb")
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
+            *self._profile,
             "-m",
             "memelearning",
             "--log-level",
