@@ -5,11 +5,13 @@ tally each fault test prints (sent, processed, dead-lettered, duplicated, lost).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -45,7 +47,7 @@ def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
 class WorkerProcess:
     """One `memelearning worker` subprocess on its own metrics port.
 
-    ``settings`` are ``MEMELEARNING_WORKER_*`` values without the prefix. stderr is
+    ``settings`` are ``MEMELEARNING_WORKER_*`` values, named without the prefix. stderr is
     read all along (a full pipe would block the worker's logging) and kept in
     :attr:`stderr`.
     """
@@ -55,10 +57,10 @@ class WorkerProcess:
         amqp_url: str,
         model_dir: Path,
         name: str,
+        settings: Mapping[str, object] | None = None,
         *,
         module: str = "memelearning",
         env: Mapping[str, str] | None = None,
-        **settings: object,
     ) -> None:
         self.name = name
         # `python -m module`: memelearning (with the `worker` argument) or a fault injector.
@@ -74,7 +76,7 @@ class WorkerProcess:
             "intra_op_threads": 1,
             "inter_op_threads": 1,
         }
-        values.update(settings)
+        values.update(settings or {})
         self.env = {
             **os.environ,
             **{f"MEMELEARNING_WORKER_{key.upper()}": str(value) for key, value in values.items()},
@@ -106,7 +108,9 @@ class WorkerProcess:
     ) -> None:
         process = self.process
         if process is not None and process.returncode is None:
-            with _suppress_lookup():
+            # Gone already (ProcessLookupError) is what we wanted; SIGCONT first, for
+            # a process a test froze with SIGSTOP.
+            with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGCONT)
                 process.kill()
             await process.wait()
@@ -172,26 +176,11 @@ class WorkerProcess:
         return self.exit_code
 
 
-class _suppress_lookup:
-    """ProcessLookupError: the process is already gone, which is what we wanted."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
-        return exc_type is not None and issubclass(exc_type, ProcessLookupError)
-
-
 def metric(samples: Mapping[str, float], name: str, **labels: str) -> float:
     key = name
     if labels:
         key += "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
     return samples.get(key, 0.0)
-
-
-def metric_sum(samples: Mapping[str, float], name: str) -> float:
-    """A counter summed over all its label values."""
-    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
 async def queue_depth(url: str, name: str) -> int:
@@ -277,10 +266,6 @@ def duplicates(events: Iterable[ReactionEvent]) -> tuple[int, bool]:
         for label in {e.label for e in group}
     )
     return extra, same
-
-
-def elapsed_since(started: float) -> float:
-    return time.monotonic() - started
 
 
 async def publish_paced(url: str, frames: Iterable[Frame], per_second: float) -> int:

@@ -56,10 +56,12 @@ async def test_a_backlog_stays_bounded_and_every_dropped_frame_is_counted(
             amqp_url,
             colour_model_dir,
             "slow",
-            max_batch=8,
-            queue_max_length=MAX_LENGTH,
-            queue_ttl_ms=TTL_MS,
-            stale_after_ms=STALE_AFTER_MS,
+            {
+                "max_batch": 8,
+                "queue_max_length": MAX_LENGTH,
+                "queue_ttl_ms": TTL_MS,
+                "stale_after_ms": STALE_AFTER_MS,
+            },
         ) as worker,
         EventCollector(amqp_url) as collector,
     ):

@@ -171,9 +171,9 @@ async def test_a_frame_that_kills_every_worker_process_it_reaches_stops_after_th
                 amqp_url,
                 colour_model_dir,
                 f"w{n}",
+                settings,
                 module="tests.crashing_worker",
                 env=crash_env,
-                **settings,
             )
             return await stack.enter_async_context(worker)
 
