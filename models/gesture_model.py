@@ -73,6 +73,8 @@ def crop_squares(
     shape = tf.shape(images)
     height = tf.cast(shape[1], tf.float32)
     width = tf.cast(shape[2], tf.float32)
+    # Never let a non-finite or absurd box turn into an out-of-range gather index.
+    boxes = tf.clip_by_value(tf.where(tf.math.is_finite(boxes), boxes, 0.0), -1.0, 2.0)
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
     centre_y = (ymin + ymax) / 2.0 * height
     centre_x = (xmin + xmax) / 2.0 * width
@@ -216,12 +218,13 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
             nms_boxes, _, nms_scores, num = postprocess(
                 encodings, class_scores, tf.constant(anchors)
             )
-            nms_boxes = tf.reshape(nms_boxes, [1, slots, 4])
-            nms_scores = tf.reshape(nms_scores, [1, slots])
+            # Slots past num_detections hold whatever the op left there: zero them.
+            live = tf.cast(tf.range(slots) < tf.cast(num[0], tf.int32), tf.float32)
+            nms_boxes = tf.reshape(nms_boxes, [1, slots, 4]) * live[None, :, None]
+            nms_scores = tf.reshape(nms_scores, [1, slots]) * live[None, :]
             classes, probability = self._classify(
                 frames01, nms_boxes[0], tf.zeros([slots], tf.int32)
             )
-            live = tf.cast(tf.range(slots) < tf.cast(num[0], tf.int32), tf.float32)
             valid = tf.cast(tf.reshape(num, [1]), tf.int32)
             return _sorted_outputs(
                 nms_boxes,

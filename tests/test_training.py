@@ -1,0 +1,89 @@
+"""A tiny end-to-end training run on the shared data (a few images, one epoch): the
+recipe trains, exports, evaluates, resumes and refuses a changed recipe. Full training
+is not CI's job; this proves the commands work."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from memelearning.cli import main
+from models.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SMOKE = TrainConfig(detector_epochs=1, head_epochs=2, feature_passes=1, limit=8, version="smoke")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("train") / "run"
+    train(DATA, run, SMOKE)
+    return run
+
+
+def test_a_smoke_run_trains_both_stages_and_exports(run_dir: Path) -> None:
+    model = run_dir / MODEL_SUBDIR
+    for name in (
+        "saved_model.pb",
+        "model.tflite",
+        "label_map.pbtxt",
+        "model.json",
+        "MODEL_CARD.md",
+    ):
+        assert (model / name).is_file(), name
+    meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
+    assert meta["version"] == "smoke"
+    assert meta["data"]["signs_held_out_people"], "whole people must be held out"
+    assert "none" in meta["head_labels"]
+    assert "none" not in (model / "label_map.pbtxt").read_text(encoding="utf-8")
+    assert list((run_dir / "detector" / "checkpoints").glob("ckpt-1.index"))
+    assert list((run_dir / "head" / "checkpoints").glob("ckpt-2.index"))
+
+
+def test_training_resumes_and_refuses_a_changed_recipe(run_dir: Path) -> None:
+    before = sorted(p.name for p in (run_dir / "detector" / "checkpoints").iterdir())
+    train(DATA, run_dir, SMOKE)  # everything done already: nothing retrains
+    assert sorted(p.name for p in (run_dir / "detector" / "checkpoints").iterdir()) == before
+    with pytest.raises(TrainingError, match="detector_epochs"):
+        train(DATA, run_dir, replace(SMOKE, detector_epochs=2))
+
+
+def test_evaluate_writes_the_report_and_fills_the_model_card(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = run_dir / MODEL_SUBDIR
+    out = run_dir / "report"
+    assert (
+        main(["evaluate", str(model), "--data", str(DATA), "--out", str(out), "--limit", "16"]) == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    for key in (
+        "hand_ap50_hands_test",
+        "hand_ap50_signs_held_out",
+        "classifier_accuracy",
+        "gesture_map50_hands_test",
+    ):
+        assert isinstance(metrics[key], float), (key, metrics[key])
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["speed"]["savedmodel_batch16_fps"] > 0
+    for chart in metrics["charts"].values():
+        assert (out / chart).read_bytes().startswith(b"\x89PNG")
+    card = (model / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "hand AP@0.5" in card and "n/a" not in card.split("## Results")[1].split("##")[0]
+    assert "hand AP@0.5, hands/test" in capsys.readouterr().out
+
+
+def test_export_copies_a_model_the_worker_can_load(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "default"
+    assert main(["export", str(run_dir), str(out)]) == 0
+    assert (out / "saved_model.pb").is_file() and (out / "model.tflite").is_file()
+
+
+def test_a_missing_data_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", str(tmp_path / "run"), "--data", str(tmp_path)]) == 2
+    assert "hands/train: missing" in capsys.readouterr().err
