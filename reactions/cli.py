@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from urllib.parse import urlsplit
 
-from memelearning.settings import load_settings
+from memelearning.settings import SettingsError, load_settings
 from reactions.settings import ReactionsSettings
 
 
@@ -21,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tail = commands.add_parser("tail", help="print reaction events as JSON lines")
     tail.add_argument("--meeting", help="only this meeting (default: all)")
     tail.add_argument("--label", help="only this model label (default: all)")
-    tail.add_argument("--url", help="broker URL (default: MEMELEARNING_REACTIONS_AMQP_URL)")
+    tail.add_argument(
+        "--url",
+        help="broker URL without a password (default: MEMELEARNING_REACTIONS_AMQP_URL)",
+    )
     tail.set_defaults(func=_tail)
 
     serve = commands.add_parser(
@@ -52,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _tail(args: argparse.Namespace) -> int:
     from reactions.tail import tail
 
+    if args.url and urlsplit(args.url).password is not None:
+        # Never echo the URL: it holds the password.
+        raise SettingsError(
+            "--url carries a password, which every user of this machine can read from "
+            "the process list; set MEMELEARNING_REACTIONS_AMQP_URL instead"
+        )
     overrides = {"amqp_url": args.url} if args.url else {}
     settings = load_settings(ReactionsSettings, **overrides)
 
