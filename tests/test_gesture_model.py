@@ -153,7 +153,9 @@ def gesture_model(bases: dict[str, Path]) -> GestureModel:
     features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
     head = GestureHead(LABELS, 736, seed=3)
     # A low hand threshold so the untrained detector still hands crops to stage two.
-    return GestureModel(detector, features, head, ModelConfig(max_hands=2, hand_threshold=0.05))
+    return GestureModel(
+        detector, features, head, ModelConfig(max_hands=2, tflite_max_hands=2, hand_threshold=0.05)
+    )
 
 
 @pytest.fixture(scope="module")
