@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     plumbing.add_argument(
         "--batch-size", type=int, choices=[1], help="fix the batch dimension (stock zoo style)"
     )
+    plumbing.add_argument(
+        "--tflite",
+        action="store_true",
+        help="also write model.tflite (320x320, batch 1) for the LiteRT runtime",
+    )
     plumbing.set_defaults(func=_export_plumbing)
 
     report = sub.add_parser(
@@ -55,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _export_plumbing(args: argparse.Namespace) -> int:
     from models.contract_model import export_colour_model
 
-    path = export_colour_model(args.export_dir, batch_size=args.batch_size)
+    path = export_colour_model(args.export_dir, batch_size=args.batch_size, tflite=args.tflite)
     print(path)
     return 0
 

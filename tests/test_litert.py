@@ -3,6 +3,7 @@ contract enforced at load, the runtime choice, and a worker serving with it end 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench.frames import SIGNS, load_jpegs
+from memelearning.cli import main
 from tests.frames import BLUE, GREEN, RED, EventCollector, make_frame, publish_frames
 from tests.workers import Worker, messages_ready, wait_until, worker_settings
 from worker.decode import decode_into
@@ -144,7 +146,7 @@ def test_auto_picks_litert_only_when_the_model_has_a_tflite_file(
 
 
 async def test_a_worker_on_litert_turns_frames_into_events(
-    amqp_url: str, tflite_model_dir: Path
+    amqp_url: str, tflite_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a worker that loads the model itself, told to use LiteRT
     settings = worker_settings(
@@ -178,6 +180,11 @@ async def test_a_worker_on_litert_turns_frames_into_events(
         )
         assert info == 1.0
         await wait_until(lambda: worker.metrics.frames_processed._value.get() == 9)
+
+        # ... and the readiness probe says which runtime serves the model
+        probe = ["worker", "check", "--port", str(worker.http_port)]
+        assert await asyncio.to_thread(main, probe) == 0
+        assert "ready (model colour-plumbing 1 on litert)" in capsys.readouterr().out
     finally:
         await worker.stop()
     assert await messages_ready(amqp_url) == 0

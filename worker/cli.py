@@ -60,5 +60,27 @@ def _check(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         print(f"not ready: {url}: {exc}", file=sys.stderr)
         return 1
-    print("ready" if ok else "not ready")
+    model = _model_info(f"http://{args.host}:{port}/metrics", args.timeout) if ok else ""
+    print(f"ready{model}" if ok else "not ready")
     return 0 if ok else 1
+
+
+def _model_info(url: str, timeout: float) -> str:
+    """' (model NAME VERSION on RUNTIME)' from the worker's metrics, or '' when they
+    cannot be read: the probe's answer is readiness, this is only for people."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError, UnicodeDecodeError):
+        return ""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "memelearning_worker_model_info":
+                labels = sample.labels
+                return (
+                    f" (model {labels.get('name')} {labels.get('version')} "
+                    f"on {labels.get('runtime', 'unknown')})"
+                )
+    return ""
