@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bench.machine import machine_busy_s
 
@@ -62,7 +63,7 @@ class InProcessResult:
     frames_per_s_max: float
     decode_ms_per_frame: float
     detect_ms_per_batch: float
-    # Share of the wall time spent decoding (the rest is the model call).
+    # Share of the wall time spent decoding (it overlaps with the model calls).
     decode_share: float
     # Cores this process used, and cores used by everything else on the machine
     # meanwhile (other people's work slows the figures down).
@@ -218,9 +219,9 @@ def _measure(
     # that waits for the decodes; so does this.
     model = ThreadPoolExecutor(1, thread_name_prefix="model")
 
-    def batch(first: int) -> tuple[float, float]:
-        # What Worker._process does for one batch: a fresh array, the frames decoded
-        # into it on the decode pool, then one model call.
+    def decode(first: int) -> tuple[npt.NDArray[np.uint8], float]:
+        # What Worker._prepare does for one batch: a fresh array, the frames decoded
+        # into it on the decode pool.
         started = time.perf_counter()
         images = np.empty((size, height, width, 3), dtype=np.uint8)
         futures = [
@@ -234,15 +235,23 @@ def _measure(
         ]
         for future in futures:
             future.result()
-        decoded = time.perf_counter()
-        model.submit(detector.detect, images).result()
-        return decoded - started, time.perf_counter() - decoded
+        return images, time.perf_counter() - started
+
+    def detect(images: npt.NDArray[np.uint8]) -> float:
+        started = time.perf_counter()
+        detector.detect(images)
+        return time.perf_counter() - started
 
     with model:
-        batch(0)  # untimed: first decode of this size, first model call at this shape
+        # Untimed: first decode of this size, first model call at this shape.
+        model.submit(detect, decode(0)[0]).result()
         frames = batches = 0
         decode_s = detect_s = 0.0
         rates = []
+        # As the worker's batch loop: the next batch decodes while the model runs
+        # the current one, and one model call runs at a time.
+        running = model.submit(detect, decode(0)[0])
+        decoded = size
         cpu_started = time.process_time()
         machine_started = machine_busy_s()
         started = time.perf_counter()
@@ -251,9 +260,11 @@ def _measure(
             interval_started = time.perf_counter()
             # At least one batch per interval, however slow the model.
             while interval_frames == 0 or time.perf_counter() - interval_started < job.interval_s:
-                decode, detect = batch(frames)
-                decode_s += decode
-                detect_s += detect
+                images, seconds = decode(decoded)
+                decode_s += seconds
+                decoded += size
+                detect_s += running.result()
+                running = model.submit(detect, images)
                 frames += size
                 interval_frames += size
                 batches += 1
@@ -261,6 +272,7 @@ def _measure(
         seconds = time.perf_counter() - started
         own = time.process_time() - cpu_started
         machine = machine_busy_s() - machine_started
+        running.result()
     return InProcessResult(
         max_batch=size,
         frames=frames,
@@ -270,7 +282,7 @@ def _measure(
         frames_per_s_max=round(max(rates), 1),
         decode_ms_per_frame=round(decode_s / frames * 1000, 2),
         detect_ms_per_batch=round(detect_s / batches * 1000, 2),
-        decode_share=round(decode_s / (decode_s + detect_s), 3),
+        decode_share=round(decode_s / seconds, 3),
         cpu_cores=round(own / seconds, 2),
         other_cores=round(max(0.0, machine - own) / seconds, 2),
     )
