@@ -169,13 +169,12 @@ class ContractDetector:
         """Run zero frames through the model at each batch size (blocking).
 
         In TensorFlow, the loaded ``serving_default`` is a ConcreteFunction: it never
-        retraces, and
-        one graph serves every batch size of a dynamic model. The first call still
-        pays for graph optimisation (Grappler), and the first call at each new input
-        shape for kernel set-up (oneDNN primitives are cached per shape) and memory
-        allocation: measured at 3-4x a steady call for the colour plumbing model at
-        320x320. So warm every batch size the consumer will send; for a model with a
-        fixed batch every call has the same shape, and one run is enough. In LiteRT
+        retraces, and one graph serves every batch size of a dynamic model. The first
+        call still pays for graph optimisation (Grappler), and the first call at each
+        new input shape for kernel set-up (oneDNN primitives are cached per shape) and
+        memory allocation: measured at 3-4x a steady call for the colour plumbing model
+        at 320x320. So warm every batch size the consumer will send; for a model with
+        a fixed batch every call has the same shape, and one run is enough. In LiteRT
         the first call sets up XNNPACK's packed weights (a fixed batch of one: one run).
         """
         sizes = sorted(set(batch_sizes))
