@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -97,8 +98,8 @@ async def test_cli_tail_prints_json_lines(amqp_url: str) -> None:
         "memelearning",
         "reactions",
         "tail",
-        "--url",
-        amqp_url,
+        # The URL holds a password: from the environment, never the command line.
+        env={**os.environ, "MEMELEARNING_REACTIONS_AMQP_URL": amqp_url},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
