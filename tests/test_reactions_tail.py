@@ -26,10 +26,14 @@ class Tail:
         return parsed
 
 
-async def _start(amqp_url: str, **kwargs: str) -> AsyncIterator[Tail]:
+async def _start(
+    amqp_url: str, *, meeting: str | None = None, label: str | None = None
+) -> AsyncIterator[Tail]:
     t = Tail()
     ready = asyncio.Event()
-    t.task = asyncio.create_task(tail(amqp_url, t.lines.put_nowait, ready=ready, **kwargs))
+    t.task = asyncio.create_task(
+        tail(amqp_url, t.lines.put_nowait, ready=ready, meeting=meeting, label=label)
+    )
     await asyncio.wait_for(ready.wait(), timeout=10)
     yield t
     t.task.cancel()
