@@ -219,3 +219,9 @@ def test_dashboard_metrics_are_ones_the_processes_export(dashboard: Obj) -> None
 
     assert used and used <= exported, used - exported
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_no_service_puts_a_broker_url_on_its_command_line(services: dict[str, Obj]) -> None:
+    for name, service in services.items():
+        command = " ".join(str(part) for part in service.get("command", []))
+        assert "amqp://" not in command and "amqps://" not in command, name
