@@ -48,9 +48,11 @@ SCALE: Final = int(os.environ.get("MEMELEARNING_FUZZ_SCALE", "1"))
 NOW_MS: Final = 1_800_000_000_000
 # A small body limit keeps "oversized" cheap to generate; the check is the same code.
 MAX_BYTES: Final = 256 * 1024
-# Peak RSS may grow by this much over the whole module: a bomb that got decoded
-# (65000 x 65000 RGB is 12 GiB) or a leak per frame would blow through it.
-RSS_GROWTH_LIMIT_MB: Final = 200
+# Peak RSS may grow by this much per test: a bomb that got decoded (65000 x 65000 RGB
+# is 12 GiB) or a leak of 100 kB per frame would blow through it. Not tighter: the
+# peak is process-wide, and in a full run other tests' threads and allocator arenas
+# move it too (287 MB was seen once on a loaded machine, 43 MB alone).
+RSS_GROWTH_LIMIT_MB: Final = 1024
 
 
 def fuzz_settings(examples: int) -> settings:
