@@ -19,7 +19,7 @@ import multiprocessing
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class InProcessJob:
     decode_threads: int
     intra_op_threads: int
     inter_op_threads: int
+    # Measure only frames the model reports something for (a trained model reports
+    # nothing where it sees no hand; such a frame gives no event to count end to end).
+    keep_detected: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def _run(job: InProcessJob) -> dict[str, Any]:
     if job.export_colour_model:
         export_colour_model(job.model_dir, tflite=True)
     detectors = {runtime: _load(job, runtime) for runtime in {*job.bare_runtimes, job.runtime}}
+    kept = list(range(len(job.jpegs)))
+    if job.keep_detected:
+        kept = _detected(detectors[job.runtime], job)
+        job = replace(job, jpegs=[job.jpegs[i] for i in kept])
     bare = [
         asdict(_measure_bare(detectors[runtime], job, size))
         for runtime in job.bare_runtimes
@@ -136,7 +143,24 @@ def _run(job: InProcessJob) -> dict[str, Any]:
         },
         "bare": bare,
         "results": results,
+        "kept_frames": kept,
     }
+
+
+def _detected(detector: Any, job: InProcessJob) -> list[int]:
+    """Indexes of the frames ``detector`` reports at least one detection for."""
+    from worker.decode import decode_into
+
+    height, width = detector.input_size
+    frame = np.empty((1, height, width, 3), np.uint8)
+    kept = []
+    for i, jpeg in enumerate(job.jpegs):
+        decode_into(jpeg, frame[0], max_pixels=job.max_frame_pixels)
+        if detector.detect(frame)[0]:
+            kept.append(i)
+    if not kept:
+        raise RuntimeError(f"{job.model_dir}: the model reports nothing on any frame")
+    return kept
 
 
 def _load(job: InProcessJob, runtime: str) -> Any:

@@ -211,8 +211,11 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
                 decode_threads=decode_threads,
                 intra_op_threads=INTRA_OP_THREADS,
                 inter_op_threads=0,
+                keep_detected=args.model is not None,
             ),
         )
+        # The end-to-end phases send only frames that give an event to count.
+        jpegs = [jpegs[i] for i in in_process["kept_frames"]]
         worker_settings: dict[str, object] = {
             "model_dir": model_dir,
             "runtime": runtime,
@@ -315,7 +318,12 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
         "broker": redact_url(str(settings.amqp_url)),
         "model": {**model, "dir": str(args.model) if args.model else None},
         "threads": in_process["threads"],
-        "frames": {"source": "shared/data/signs", **describe_jpegs(jpegs)},
+        "frames": {
+            "source": "shared/data/signs",
+            "loaded": frame_count,
+            "with_a_detection": len(in_process["kept_frames"]),
+            **describe_jpegs(jpegs),
+        },
         "plan": asdict(plan),
         "worker_settings": {
             k: str(v) if isinstance(v, Path) else v
