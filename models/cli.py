@@ -161,7 +161,8 @@ def _export(args: argparse.Namespace) -> int:
         return 2
     if args.out.exists():
         shutil.rmtree(args.out)
-    shutil.copytree(source, args.out, ignore=shutil.ignore_patterns("evaluation"))
+    # The evaluation report travels with the model: the card quotes it.
+    shutil.copytree(source, args.out)
     print(args.out)
     return 0
 

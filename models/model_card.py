@@ -89,6 +89,12 @@ def write_model_card(
     lines += [
         "",
         "## Limits",
+        "- `hands/test` shows the same person and rooms as `hands/train` (frames of the "
+        "same recordings), so a perfect score there says little about new people; the "
+        "held-out people of `signs/` are the figure that does.",
+        "- Five open fingers are often named `stop` rather than `palm` (HaGRID's two "
+        "gestures differ mainly in finger spread), which is what pulls `palm` down in "
+        "the end-to-end figure; the reactions catalog maps both to the same reaction.",
         "- Trained on webcam frames of few people (`hands/` is one person; `signs/` nine) "
         "and on HaGRID crops; hands far from the camera (under ~30 px) are often missed.",
         "- The classifier looks at one hand at a time: two-handed gestures and motion "
