@@ -35,14 +35,15 @@ RUN groupadd --system --gid 10001 memelearning \
 FROM base AS build-base
 RUN python -m venv "$VIRTUAL_ENV"
 COPY pyproject.toml README.md /src/
-# `requirements EXTRA` prints the runtime requirement set (dependencies + one extra)
+# `requirements EXTRA...` prints the runtime requirement set (dependencies + extras)
 # from pyproject.toml alone: dependencies then install in a layer that a code change
 # does not invalidate, so editing a module does not re-download TensorFlow.
 COPY --chmod=755 <<'PY' /usr/local/bin/requirements
 #!/usr/local/bin/python
 import sys, tomllib
 project = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"][sys.argv[1]]))
+extras = [r for extra in sys.argv[1:] for r in project["optional-dependencies"][extra]]
+print("\n".join(project["dependencies"] + extras))
 PY
 # `finish-install`: the package itself; then what is dead weight at run time (test
 # suites and C headers inside wheels); then byte-code once, because the root
@@ -63,10 +64,11 @@ COPY reactions /src/reactions
 COPY models /src/models
 
 # ----------------------------------------------------------------------- build-cpu
-# tensorflow-cpu: the pyproject extra `tf`.
+# tensorflow-cpu and LiteRT: the pyproject extras `tf` and `litert`. With LiteRT the
+# worker's `auto` runtime serves model.tflite, the faster path on CPUs.
 FROM build-base AS build-cpu
 RUN --mount=type=cache,target=/root/.cache/pip \
-    requirements tf > /tmp/requirements.txt \
+    requirements tf litert > /tmp/requirements.txt \
  && pip install --no-compile -r /tmp/requirements.txt
 RUN finish-install
 
