@@ -183,7 +183,13 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         # slot would triple the second stage's cost.
         live = tf.range(slots)[None, :] < valid[:, None]
         where = tf.cast(tf.where(live), tf.int32)
-        classes, probability = self._classify(frames, tf.gather_nd(boxes, where), where[:, 0])
+        # TensorFlow's CPU convolutions fail on an empty batch ("input depth must be
+        # evenly divisible by filter depth"), so a batch without hands skips stage two.
+        classes, probability = tf.cond(
+            tf.shape(where)[0] > 0,
+            lambda: self._classify(frames, tf.gather_nd(boxes, where), where[:, 0]),
+            lambda: (tf.zeros([0], tf.float32), tf.zeros([0], tf.float32)),
+        )
         shape = tf.stack([count, slots])
         class_grid = tf.scatter_nd(where, classes, shape)
         score_grid = tf.scatter_nd(where, probability, shape) * hand_scores
@@ -202,11 +208,15 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
 
     @tf.function(input_signature=[_CROPS])  # type: ignore[untyped-decorator]
     def serve_crops(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
-        features, presence = self.features(tf.cast(crops, tf.float32) / 255.0)
-        return {
-            "gesture_probabilities": tf.nn.softmax(self.head.logits(features)),
-            "hand_presence": presence,
-        }
+        def classify() -> tuple[tf.Tensor, tf.Tensor]:
+            features, presence = self.features(tf.cast(crops, tf.float32) / 255.0)
+            return tf.nn.softmax(self.head.logits(features)), presence
+
+        def nothing() -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.zeros([0, len(self.head.labels)]), tf.zeros([0])
+
+        probabilities, presence = tf.cond(tf.shape(crops)[0] > 0, classify, nothing)
+        return {"gesture_probabilities": probabilities, "hand_presence": presence}
 
     # -- TFLite ----------------------------------------------------------------------
     def tflite_function(self) -> Any:

@@ -105,3 +105,10 @@ def test_both_runtimes_agree_on_the_shipped_model() -> None:
         assert [d.label for d in ours] == [d.label for d in theirs]
         for a, b in zip(ours, theirs, strict=True):
             assert a.score == pytest.approx(b.score, abs=0.01)
+
+
+@pytest.mark.parametrize("runtime", ["tensorflow", "litert"])
+def test_it_warms_up_and_reports_nothing_on_a_frame_without_hands(runtime: str) -> None:
+    detector = _load(runtime)
+    detector.warm_up([1, 8])  # zeros: what the worker runs before consuming
+    assert detector.detect(np.full((2, 360, 480, 3), 128, np.uint8)) == [[], []]

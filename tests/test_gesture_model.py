@@ -152,9 +152,13 @@ def gesture_model(bases: dict[str, Path]) -> GestureModel:
     detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
     features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
     head = GestureHead(LABELS, 736, seed=3)
-    # A low hand threshold so the untrained detector still hands crops to stage two.
+    # A low hand threshold so the untrained detector still hands crops to stage two;
+    # fp32 TFLite weights so the exports can be compared to float precision.
     return GestureModel(
-        detector, features, head, ModelConfig(max_hands=2, tflite_max_hands=2, hand_threshold=0.05)
+        detector,
+        features,
+        head,
+        ModelConfig(max_hands=2, tflite_max_hands=2, hand_threshold=0.05, tflite_weights="fp32"),
     )
 
 
@@ -235,3 +239,18 @@ def test_frames_are_letterboxed_and_boxes_map_back_to_the_frame() -> None:
     mapped = to_frame(tf.constant(found[None]), placement)[0].numpy()
     expected = np.array([90 / height, 480 / width, 270 / height, 840 / width])
     np.testing.assert_allclose(mapped, expected, atol=2 * width / INPUT_SIZE / width * 1.5)
+
+
+def test_frames_without_hands_give_no_detections_and_the_worker_warms_up(exported: Path) -> None:
+    from worker.detector import Detector
+
+    loaded = tf.saved_model.load(str(exported))
+    blank = tf.zeros([3, 360, 480, 3], tf.uint8)  # what the worker's warm-up sends
+    out = loaded.signatures["serving_default"](input_tensor=blank)
+    assert out["num_detections"].numpy().tolist() == [0.0, 0.0, 0.0]
+    assert float(tf.reduce_max(out["detection_scores"])) == 0.0
+    crops = loaded.signatures[CROPS_SIGNATURE](crops=tf.zeros([0, 224, 224, 3], tf.uint8))
+    assert crops["gesture_probabilities"].shape == (0, len(LABELS))
+    detector = Detector.load(exported)
+    detector.warm_up([1, 4])
+    assert detector.detect(blank.numpy()) == [[], [], []]
