@@ -2,7 +2,8 @@
 # The demo: a local broker, a worker, the reactions service, a simulated meeting
 # with a live page, and participants streaming real webcam frames into it.
 # Ctrl-C stops everything.
-#   DEMO_SOURCE        image folder or video to stream (default: ../shared/data/signs/<person>)
+#   DEMO_SOURCE        image folder or video to stream (default: ../shared/data/signs/sniiitik,
+#                      a person the shipped model never saw in training)
 #   DEMO_PARTICIPANTS  simulated participants (default 3)   DEMO_FPS  per participant (default 2)
 #   MEMELEARNING_WORKER_MODEL_DIR  the model to serve (default: the shipped one)
 #   DEMO_PAGE_PORT     where the meeting page is served (default 8090)
@@ -10,10 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-EXTRAS=tf bash scripts/bootstrap.sh
+EXTRAS=tf,litert bash scripts/bootstrap.sh
 export PATH="$ROOT/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
-SOURCE="${DEMO_SOURCE:-$ROOT/../shared/data/signs/Condzi}"
+SOURCE="${DEMO_SOURCE:-$ROOT/../shared/data/signs/sniiitik}"
 PARTICIPANTS="${DEMO_PARTICIPANTS:-3}"
 FPS="${DEMO_FPS:-2}"
 PORT="${MEMELEARNING_WORKER_HTTP_PORT:-9100}"
@@ -21,7 +22,8 @@ export MEMELEARNING_WORKER_HTTP_PORT="$PORT"
 
 MODEL_DIR="${MEMELEARNING_WORKER_MODEL_DIR:-$ROOT/models/default}"
 if [ ! -f "$MODEL_DIR/saved_model.pb" ]; then
-  # No trained gesture detector ships yet: say so plainly and use the plumbing model.
+  # The trained model is missing (a partial checkout): say so plainly and fall back
+  # to the plumbing model.
   MODEL_DIR="$ROOT/var/models/colour-plumbing"
   [ -f "$MODEL_DIR/saved_model.pb" ] || memelearning --log-level WARNING models export-plumbing "$MODEL_DIR" >/dev/null
   echo "NOTE: no trained gesture model is installed at models/default." >&2
