@@ -62,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     until.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--loop", action="store_true", help="start the source over at its end")
     parser.add_argument(
+        "--hold",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="image folders: send each image N times in a row, like a participant "
+        "holding a pose (default 1)",
+    )
+    parser.add_argument(
         "--max-side", type=int, metavar="PX", help="downscale frames to at most PX a side"
     )
     parser.add_argument(
@@ -92,7 +100,12 @@ def _simulator(args: argparse.Namespace) -> ParticipantSimulator:
         )
     participants = names or participant_names(args.participants or 1)
     source = open_source(
-        args.source, fps=args.fps, max_side=args.max_side, quality=args.quality, loop=args.loop
+        args.source,
+        fps=args.fps,
+        max_side=args.max_side,
+        quality=args.quality,
+        loop=args.loop,
+        hold=args.hold,
     )
     return ParticipantSimulator(
         source,
@@ -156,3 +169,13 @@ def _summary(stats: PublisherStats, elapsed_s: float) -> str:
 def _error(message: str, code: int) -> int:
     print(f"memelearning publish: {message}", file=sys.stderr)
     return code
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -54,11 +54,12 @@ def open_source(
     max_side: int | None = None,
     quality: int = DEFAULT_QUALITY,
     loop: bool = False,
+    hold: int = 1,
 ) -> ImageFolderSource | VideoSource:
-    """An image folder source for a directory, a video source (sampled at ``fps``)
-    for a file."""
+    """An image folder source for a directory (each image sent ``hold`` times in a
+    row), a video source (sampled at ``fps``) for a file."""
     if path.is_dir():
-        return ImageFolderSource(path, max_side=max_side, quality=quality, loop=loop)
+        return ImageFolderSource(path, max_side=max_side, quality=quality, loop=loop, hold=hold)
     if path.is_file():
         return VideoSource(path, fps=fps, max_side=max_side, quality=quality, loop=loop)
     raise SourceError(f"{path} is neither a video file nor a folder of images")
@@ -67,7 +68,10 @@ def open_source(
 class ImageFolderSource:
     """The folder's ``*.jpg``/``*.jpeg``/``*.png`` files in name order. JPEGs that need
     no change are sent as they are; the rest (PNGs, too large, EXIF metadata, unusual
-    colour modes) are re-encoded to baseline RGB JPEG."""
+    colour modes) are re-encoded to baseline RGB JPEG. With ``hold`` > 1 each image is
+    sent that many times in a row, like a participant holding a pose: a folder of
+    unrelated stills otherwise changes gesture every frame, which hold-to-confirm
+    (rightly) never confirms."""
 
     def __init__(
         self,
@@ -76,8 +80,11 @@ class ImageFolderSource:
         max_side: int | None = None,
         quality: int = DEFAULT_QUALITY,
         loop: bool = False,
+        hold: int = 1,
     ) -> None:
         _check_encoding(max_side, quality)
+        if hold < 1:
+            raise ValueError(f"hold must be >= 1, got {hold}")
         if not folder.is_dir():
             raise SourceError(f"{folder} is not a folder")
         self.paths = sorted(
@@ -88,6 +95,7 @@ class ImageFolderSource:
         self.max_side = max_side
         self.quality = quality
         self.loop = loop
+        self.hold = hold
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -99,7 +107,9 @@ class ImageFolderSource:
         order = self.paths[first:] + self.paths[:first]
         while True:
             for index, path in enumerate(order):
-                yield SourceFrame(self._load(path), index)
+                jpeg = self._load(path)
+                for _ in range(self.hold):
+                    yield SourceFrame(jpeg, index)
             if not self.loop:
                 return
 

@@ -5,6 +5,8 @@
 #   DEMO_SOURCE        image folder or video to stream (default: ../shared/data/signs/sniiitik,
 #                      a person the shipped model never saw in training)
 #   DEMO_PARTICIPANTS  simulated participants (default 3)   DEMO_FPS  per participant (default 2)
+#   DEMO_HOLD          frames each still image is held for, like a held pose (default 4):
+#                      the reactions service confirms a gesture over a few frames
 #   MEMELEARNING_WORKER_MODEL_DIR  the model to serve (default: the shipped one)
 #   DEMO_PAGE_PORT     where the meeting page is served (default 8090)
 #   DEMO_TAIL=1        also print every reaction event as a JSON line
@@ -17,6 +19,7 @@ export PATH="$ROOT/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 SOURCE="${DEMO_SOURCE:-$ROOT/../shared/data/signs/sniiitik}"
 PARTICIPANTS="${DEMO_PARTICIPANTS:-3}"
 FPS="${DEMO_FPS:-2}"
+HOLD="${DEMO_HOLD:-4}"
 PORT="${MEMELEARNING_WORKER_HTTP_PORT:-9100}"
 export MEMELEARNING_WORKER_HTTP_PORT="$PORT"
 
@@ -72,7 +75,7 @@ echo >&2
 echo "  ▶ open http://127.0.0.1:$SIM_PORT/ to watch the meeting (Ctrl-C stops the demo)" >&2
 echo >&2
 setsid memelearning --log-level WARNING publish --meeting demo --participants "$PARTICIPANTS" \
-  --fps "$FPS" --loop "$@" "$SOURCE" &
+  --fps "$FPS" --hold "$HOLD" --loop "$@" "$SOURCE" &
 publisher=$!
 pids+=("$publisher")
 wait "$publisher"

@@ -183,3 +183,13 @@ def test_the_simulator_rejects_bad_arguments(
         ParticipantSimulator(
             ImageFolderSource(PERSON), meeting_id=meeting, participants=participants, fps=fps
         )
+
+
+def test_an_image_folder_can_hold_each_image_for_several_frames(tmp_path: Path) -> None:
+    for name, colour in (("a.jpg", "red"), ("b.jpg", "blue")):
+        Image.new("RGB", (32, 24), colour).save(tmp_path / name, "JPEG")
+    held = list(ImageFolderSource(tmp_path, hold=3).frames())
+    assert [f.index for f in held] == [0, 0, 0, 1, 1, 1]
+    assert len({f.jpeg for f in held[:3]}) == 1 and held[0].jpeg != held[3].jpeg
+    with pytest.raises(ValueError, match="hold"):
+        ImageFolderSource(tmp_path, hold=0)
