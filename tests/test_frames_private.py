@@ -84,7 +84,8 @@ async def test_a_worker_at_debug_writes_no_frame_to_its_logs_or_disk(
     caplog.set_level("DEBUG")
     setup_logging("DEBUG")
     worker = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "memelearning", "--log-level", "DEBUG", "worker"],
+        # Absolute: CI runs pytest as `.venv/bin/python`, relative to the old cwd.
+        *[os.path.abspath(sys.executable), "-m", "memelearning", "--log-level", "DEBUG", "worker"],
         cwd=dirs["cwd"],
         env=env,
         stdout=asyncio.subprocess.PIPE,
