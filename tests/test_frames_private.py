@@ -29,6 +29,9 @@ from worker.settings import WorkerSettings
 ROOT: Final = Path(__file__).resolve().parent.parent
 SOI: Final = b"\xff\xd8\xff"
 
+# Absolute: CI runs pytest as `.venv/bin/python`, relative to a cwd the worker leaves.
+PYTHON = os.path.abspath(sys.executable)
+
 
 def marked_jpeg(marker: bytes, seed: int) -> bytes:
     """A green JPEG (the colour model sees it) with a patch of seeded noise at the
@@ -84,8 +87,7 @@ async def test_a_worker_at_debug_writes_no_frame_to_its_logs_or_disk(
     caplog.set_level("DEBUG")
     setup_logging("DEBUG")
     worker = await asyncio.create_subprocess_exec(
-        # Absolute: CI runs pytest as `.venv/bin/python`, relative to the old cwd.
-        *[os.path.abspath(sys.executable), "-m", "memelearning", "--log-level", "DEBUG", "worker"],
+        *[PYTHON, "-m", "memelearning", "--log-level", "DEBUG", "worker"],
         cwd=dirs["cwd"],
         env=env,
         stdout=asyncio.subprocess.PIPE,
