@@ -65,13 +65,29 @@ class _Model:
     meta: dict[str, Any]
 
 
+class EvaluationError(Exception):
+    """The folder is not a gesture model this command can score."""
+
+
 def _load(model_dir: Path) -> _Model:
     import tensorflow as tf
 
     from models.gesture_model import CROPS_SIGNATURE, HANDS_SIGNATURE
     from worker.labelmap import load_label_map
 
-    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    needed = ("saved_model.pb", "model.json", "label_map.pbtxt")
+    missing = [name for name in needed if not (model_dir / name).is_file()]
+    if missing:
+        raise EvaluationError(f"{model_dir}: no {', '.join(missing)} (not an exported model)")
+    try:
+        meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise EvaluationError(f"{model_dir / 'model.json'}: not JSON: {exc}") from exc
+    if not isinstance(meta, dict) or not {"train_config", "head_labels"} <= meta.keys():
+        raise EvaluationError(
+            f"{model_dir}: model.json has no train_config/head_labels: not a gesture model "
+            "made by `memelearning train` (evaluate needs its recipe to find the held-out data)"
+        )
     root = tf.saved_model.load(str(model_dir))
     labels = load_label_map(model_dir / "label_map.pbtxt")
     height, width = meta["input_size"]

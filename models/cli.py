@@ -160,6 +160,14 @@ def _export(args: argparse.Namespace) -> int:
         print(f"memelearning export: {exc}", file=sys.stderr)
         return 2
     if args.out.exists():
+        # Only ever replace a previous model, never a folder that holds something else.
+        if not (args.out / "saved_model.pb").is_file():
+            print(
+                f"memelearning export: {args.out} exists and holds no saved_model.pb; "
+                "refusing to replace it (choose an empty or new path)",
+                file=sys.stderr,
+            )
+            return 2
         shutil.rmtree(args.out)
     # The evaluation report travels with the model: the card quotes it.
     shutil.copytree(source, args.out)
@@ -168,10 +176,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from models.assessment import evaluate, summary_markdown
+    from models.assessment import EvaluationError, evaluate, summary_markdown
+    from models.training import TrainingError
 
-    metrics = evaluate(
-        args.model_dir, args.data, args.out or args.model_dir / "evaluation", limit=args.limit
-    )
+    try:
+        metrics = evaluate(
+            args.model_dir, args.data, args.out or args.model_dir / "evaluation", limit=args.limit
+        )
+    except (EvaluationError, TrainingError) as exc:
+        print(f"memelearning evaluate: {exc}", file=sys.stderr)
+        return 2
     print(summary_markdown(metrics))
     return 0

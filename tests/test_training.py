@@ -87,3 +87,22 @@ def test_a_missing_data_folder_is_a_clear_error(
 ) -> None:
     assert main(["train", str(tmp_path / "run"), "--data", str(tmp_path)]) == 2
     assert "hands/train: missing" in capsys.readouterr().err
+
+
+def test_export_never_replaces_a_folder_that_is_not_a_model(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keep = tmp_path / "notes.txt"
+    keep.write_text("precious", encoding="utf-8")
+    assert main(["export", str(run_dir), str(tmp_path)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert keep.read_text(encoding="utf-8") == "precious"
+
+
+def test_evaluate_explains_a_folder_that_is_not_a_gesture_model(
+    tmp_path: Path, colour_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(tmp_path), "--data", str(DATA)]) == 2
+    assert "not an exported model" in capsys.readouterr().err
+    assert main(["evaluate", str(colour_model_dir), "--data", str(DATA)]) == 2
+    assert "not a gesture model" in capsys.readouterr().err
