@@ -26,7 +26,7 @@ from models.base_models import (
 from models.imagefolder import ImageSample, read_image_folder
 from models.labels import class_agnostic, normalise_hands, normalise_sign
 from models.splits import Split, group_split
-from models.voc import Annotation, read_voc_dir
+from models.voc import Annotation, VocDataset, read_voc_dir
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ def load_splits(data_root: Path, config: TrainConfig) -> DataSplits:
         if not (data_root / part).is_dir():
             raise TrainingError(f"{data_root / part}: missing (expected the shared data layout)")
     hands_policy = class_agnostic(normalise_hands)
-    hands_train = read_voc_dir(data_root / "hands/train", labels=hands_policy).annotations
-    hands_test = read_voc_dir(data_root / "hands/test", labels=normalise_hands).annotations
-    signs = read_voc_dir(data_root / "signs", labels=class_agnostic(normalise_sign)).annotations
+    hands_train = _records(read_voc_dir(data_root / "hands/train", labels=hands_policy))
+    hands_test = _records(read_voc_dir(data_root / "hands/test", labels=normalise_hands))
+    signs = _records(read_voc_dir(data_root / "signs", labels=class_agnostic(normalise_sign)))
     signs_split = group_split(
         signs,
         key=lambda a: a.xml_path.relative_to(data_root).as_posix(),
@@ -88,6 +88,12 @@ def load_splits(data_root: Path, config: TrainConfig) -> DataSplits:
         test_fraction=config.signs_test_fraction,
     )
     crops = read_image_folder(data_root / "hagrid-crops")
+    if "none" not in crops.classes:
+        # Checked now, not after an hour of training: the head must learn "no gesture".
+        raise TrainingError(
+            f"{data_root / 'hagrid-crops'}: no 'none' folder (hands making no gesture); "
+            f"classes found: {', '.join(crops.classes) or 'none at all'}"
+        )
     crops_split = crops.split(test_fraction=config.crops_test_fraction, seed=config.seed)
     limit = config.limit
     if limit is not None:
@@ -103,6 +109,19 @@ def load_splits(data_root: Path, config: TrainConfig) -> DataSplits:
         crops=crops_split,
         gesture_labels=crops.classes,
     )
+
+
+def _records(dataset: VocDataset) -> list[Annotation]:
+    """The valid records; what was skipped is logged, not hidden."""
+    if dataset.errors:
+        logger.warning(
+            "%s: %d annotation error(s) skipped (run `memelearning models dataset-report` "
+            "for the list); first: %s",
+            dataset.root,
+            len(dataset.errors),
+            dataset.errors[0],
+        )
+    return dataset.annotations
 
 
 def _per_label(samples: Sequence[ImageSample], limit: int) -> tuple[ImageSample, ...]:

@@ -106,3 +106,16 @@ def test_evaluate_explains_a_folder_that_is_not_a_gesture_model(
     assert "not an exported model" in capsys.readouterr().err
     assert main(["evaluate", str(colour_model_dir), "--data", str(DATA)]) == 2
     assert "not a gesture model" in capsys.readouterr().err
+
+
+def test_crops_without_a_none_class_are_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    for part in ("hands/train", "hands/test", "signs"):
+        (data / part).parent.mkdir(parents=True, exist_ok=True)
+        (data / part).symlink_to(DATA / part, target_is_directory=True)
+    (data / "hagrid-crops").mkdir()
+    (data / "hagrid-crops" / "like").symlink_to(DATA / "hagrid-crops" / "like")
+    assert main(["train", str(tmp_path / "run"), "--data", str(data)]) == 2
+    assert "no 'none' folder" in capsys.readouterr().err
