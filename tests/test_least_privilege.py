@@ -14,15 +14,13 @@ import shlex
 import urllib.error
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
 import aiormq.exceptions
-import numpy as np
-import numpy.typing as npt
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
@@ -45,29 +43,13 @@ from reactions.simulator import MeetingSimulator
 from reactions.tail import tail
 from tests.broker import Broker
 from tests.frames import make_frame
-from tests.workers import messages_ready, worker_settings
-from worker.detector import Detection
+from tests.workers import ThumbsUpDetector, messages_ready, worker_settings
 from worker.events import EVENTS_EXCHANGE
 from worker.service import Worker
 
 QUEUE = "memelearning.frames"
 DEAD = "memelearning.frames.dead"
 TRIAGE = "memelearning.frames.triage"
-
-
-class ThumbsUpDetector:
-    """Sees a thumbs-up in every frame: the model is not what these tests are about."""
-
-    name = "thumbs-up"
-    version = "1"
-    input_size = (32, 32)
-    max_batch: int | None = None
-
-    def warm_up(self, batch_sizes: Iterable[int]) -> None:
-        pass
-
-    def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]:
-        return [[Detection("like", 1, 0.9, (0.1, 0.1, 0.5, 0.5))] for _ in images]
 
 
 @dataclass(frozen=True)

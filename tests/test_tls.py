@@ -17,13 +17,11 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
 from pydantic import ValidationError
 
@@ -38,8 +36,7 @@ from tests.broker import Broker
 from tests.broker_node import PrivateBroker, TlsListener
 from tests.certs import CLIENT_CN, KEY_PASSWORD, Pki, make_pki
 from tests.frames import make_frame
-from tests.workers import worker_settings
-from worker.detector import Detection
+from tests.workers import ThumbsUpDetector, worker_settings
 from worker.service import Worker
 from worker.settings import WorkerSettings
 
@@ -51,21 +48,6 @@ SECRET = "do-not-print-me"
 _last_connections: dict[str, list[dict[str, Any]]] = {}
 # The management API lists connections from statistics collected every 5 s by default.
 FAST_STATISTICS = "collect_statistics_interval = 250\n"
-
-
-class ThumbsUpDetector:
-    """Sees a thumbs-up in every frame: the model is not what these tests are about."""
-
-    name = "thumbs-up"
-    version = "1"
-    input_size = (32, 32)
-    max_batch: int | None = None
-
-    def warm_up(self, batch_sizes: Iterable[int]) -> None:
-        pass
-
-    def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]:
-        return [[Detection("like", 1, 0.9, (0.1, 0.1, 0.5, 0.5))] for _ in images]
 
 
 @pytest.fixture(scope="module")

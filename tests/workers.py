@@ -17,6 +17,21 @@ from worker.service import DetectorLike, Worker
 from worker.settings import WorkerSettings
 
 
+class ThumbsUpDetector:
+    """Sees a thumbs-up in every frame: the model is not what these tests are about."""
+
+    name = "thumbs-up"
+    version = "1"
+    input_size = (32, 32)
+    max_batch: int | None = None
+
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        pass
+
+    def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]:
+        return [[Detection("like", 1, 0.9, (0.1, 0.1, 0.5, 0.5))] for _ in images]
+
+
 def worker_settings(amqp_url: str, **overrides: Any) -> WorkerSettings:
     values: dict[str, Any] = {
         "amqp_url": amqp_url,
