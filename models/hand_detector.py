@@ -14,6 +14,7 @@ size, in pixels of the 192-px input.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -31,20 +32,28 @@ _GRIDS: Final = ((24, 2), (12, 6))
 NUM_ANCHORS: Final = sum(size * size * per_cell for size, per_cell in _GRIDS)
 
 
+@functools.cache
 def anchor_centres() -> npt.NDArray[np.float32]:
-    """``[2016, 2]`` anchor centres ``(y, x)``, normalized, in the network's output order."""
+    """``[2016, 2]`` anchor centres ``(y, x)``, normalized, in the network's output order
+    (computed once: encode_targets needs them for every training image; read-only)."""
     centres = []
     for size, per_cell in _GRIDS:
         for y in range(size):
             for x in range(size):
                 centres.extend([((y + 0.5) / size, (x + 0.5) / size)] * per_cell)
-    return np.asarray(centres, dtype=np.float32)
+    return _read_only(np.asarray(centres, dtype=np.float32))
 
 
+@functools.cache
 def anchor_cell_sizes() -> npt.NDArray[np.float32]:
     """``[2016]`` the normalized cell size of each anchor's grid (1/24 or 1/12)."""
     sizes = [np.full(size * size * per_cell, 1.0 / size) for size, per_cell in _GRIDS]
-    return np.concatenate(sizes).astype(np.float32)
+    return _read_only(np.concatenate(sizes).astype(np.float32))
+
+
+def _read_only(array: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    array.flags.writeable = False
+    return array
 
 
 @dataclass(frozen=True, slots=True)
