@@ -13,8 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+export VENV="${VENV:-$ROOT/.venv}"
 EXTRAS=tf,litert bash scripts/bootstrap.sh
-export PATH="$ROOT/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
+export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
 SOURCE="${DEMO_SOURCE:-$ROOT/../shared/data/signs/sniiitik}"
 PARTICIPANTS="${DEMO_PARTICIPANTS:-3}"
