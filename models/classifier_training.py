@@ -57,7 +57,7 @@ def extract_features(
     with tqdm(total=len(jobs), desc=desc, unit="crop") as progress:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
-            crops = np.stack([_crop(sample.path, augment, rng) for sample in chunk])
+            crops = np.stack([_crop(sample, augment, rng) for sample in chunk])
             xs.append(run(tf.constant(crops, tf.float32) / 255.0).numpy())
             ys.extend(index[sample.label] for sample in chunk)
             progress.update(len(chunk))
@@ -69,10 +69,11 @@ def extract_features(
 
 
 def _crop(
-    path: Path, augment: CropAugment | None, rng: np.random.Generator
+    sample: ImageSample, augment: CropAugment | None, rng: np.random.Generator
 ) -> npt.NDArray[np.uint8]:
-    with Image.open(path) as image:
-        return centre_crop(image) if augment is None else augment.apply(image, rng)
+    with Image.open(sample.path) as image:
+        hand = image if sample.box is None else image.crop(sample.box)
+        return centre_crop(hand) if augment is None else augment.apply(hand, rng)
 
 
 @dataclass(frozen=True, slots=True)

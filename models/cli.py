@@ -89,14 +89,15 @@ def _register_gesture_commands(
     train = subparsers.add_parser(
         "train",
         help="train the two-stage gesture model and export it to RUN_DIR/model",
-        description="Fine-tune the hand detector on hands/ and signs/ boxes, train the "
-        "gesture head on hagrid-crops/, export SavedModel + TFLite. Resumes from the "
-        "checkpoints in RUN_DIR; the same seed gives the same splits and augmentation.",
+        description="Train the gesture head on hagrid-crops/ (and the out-of-vocabulary "
+        "hands of hands/train), calibrate the hand box on the training people and the "
+        "per-label thresholds on validation crops, export SavedModel + TFLite. Resumes "
+        "from the checkpoints in RUN_DIR; the same seed gives the same splits and "
+        "augmentation.",
     )
     train.add_argument("run_dir", type=Path, help="run directory (checkpoints, caches, model)")
     train.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--detector-epochs", type=int, default=defaults.detector_epochs)
     train.add_argument("--head-epochs", type=int, default=defaults.head_epochs)
     train.add_argument(
         "--feature-passes",
@@ -125,8 +126,23 @@ def _register_gesture_commands(
     )
     evaluate.add_argument("model_dir", type=Path)
     evaluate.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    evaluate.add_argument("--out", type=Path, help="report folder (default MODEL_DIR/evaluation)")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        help="report folder (default: var/evaluate/MODEL_DIR's name, never the model's own)",
+    )
     evaluate.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
+    evaluate.add_argument(
+        "--update-card",
+        action="store_true",
+        help="also rewrite MODEL_CARD.md next to the model with these figures",
+    )
+    evaluate.add_argument(
+        "--peer-python",
+        type=Path,
+        help="score MediaPipe's stock Gesture Recognizer on the same frames, run by this "
+        "interpreter (bash scripts/peer-env.sh makes .peer-venv/bin/python)",
+    )
     evaluate.set_defaults(func=_evaluate)
 
 
@@ -135,7 +151,6 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         seed=args.seed,
-        detector_epochs=args.detector_epochs,
         head_epochs=args.head_epochs,
         feature_passes=args.feature_passes,
         limit=args.limit,
@@ -177,13 +192,19 @@ def _export(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from models.assessment import EvaluationError, evaluate, summary_markdown
+    from models.peer_baseline import PeerFailed, PeerUnavailable
     from models.training import TrainingError
 
     try:
         metrics = evaluate(
-            args.model_dir, args.data, args.out or args.model_dir / "evaluation", limit=args.limit
+            args.model_dir,
+            args.data,
+            args.out or Path("var") / "evaluate" / args.model_dir.resolve().name,
+            limit=args.limit,
+            peer_python=args.peer_python,
+            write_card=args.update_card,
         )
-    except (EvaluationError, TrainingError) as exc:
+    except (EvaluationError, TrainingError, PeerUnavailable, PeerFailed) as exc:
         print(f"memelearning evaluate: {exc}", file=sys.stderr)
         return 2
     print(summary_markdown(metrics))

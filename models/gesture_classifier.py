@@ -64,6 +64,12 @@ class LandmarkFeatures(tf.Module):  # type: ignore[misc]  # TensorFlow ships no 
         features = tf.concat([pooled, normalized, handedness], axis=-1)
         return features, presence[:, 0]
 
+    def landmarks(self, crops01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``[N, 224, 224, 3]`` in [0, 1] → ``(points [N, 21, 3], presence [N])``: the
+        joints in crop pixels and the network's "this is a hand" probability."""
+        landmarks, presence = self._graph.call_tapped(crops01, [_LANDMARKS, _PRESENCE])
+        return tf.reshape(landmarks, [-1, 21, 3]), tf.reshape(presence, [-1])
+
 
 class GestureHead(tf.Module):  # type: ignore[misc]
     """A two-layer perceptron over standardized features; plain variables (no Keras

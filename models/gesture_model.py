@@ -9,11 +9,14 @@ hand score times the gesture probability. ``detect_hands`` returns stage one alo
 of 224x224 hand crops, in the order of ``head_labels`` in ``model.json``), for
 evaluation and debugging.
 
-The TFLite export runs the same weights on one frame of the fixed size in
-``model.json``; its non-maximum suppression is TFLite's built-in
-``TFLite_Detection_PostProcess`` (``tf.image`` NMS would need Flex ops no CPU-only
-runtime ships), bound the way the Object Detection API binds it: an empty
-``tf.function`` whose ``experimental_implements`` names the op and its attributes.
+Stage one is MediaPipe's (:mod:`models.hand_tracking`): palms, rotated hand regions,
+landmarks; the box and the hand score come from the landmark network. Stage two crops
+a square around that box for the gesture head.
+
+The TFLite export runs the same weights and the same code on one frame of the fixed
+size in ``model.json``: its NMS is unrolled over a few candidates and its crops are
+gathers, so it needs only TFLite's built-in ops (``tf.image`` NMS would need Flex ops
+no CPU-only runtime ships).
 """
 
 from __future__ import annotations
@@ -24,21 +27,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import tensorflow as tf
 
 from models.gesture_classifier import CROP_SIZE, NONE_LABEL, GestureHead, LandmarkFeatures
-from models.hand_detector import (
-    NUM_ANCHORS,
-    HandDetector,
-    letterbox,
-    non_max_suppression,
-    to_frame,
+from models.hand_detector import HandDetector, letterbox
+from models.hand_tracking import (
+    PalmCandidates,
+    first_slots,
+    greedy_nms_mask,
+    landmark_boxes,
+    landmarks_to_frame,
+    palm_candidates,
+    rotated_crops,
 )
 from models.model_card import write_model_card
 
 TFLITE_FILE: Final = "model.tflite"
-_LOG_FLOOR: Final = 1e-4
 _FRAMES: Final = tf.TensorSpec([None, None, None, 3], tf.uint8, name="input_tensor")
 _CROPS: Final = tf.TensorSpec([None, CROP_SIZE, CROP_SIZE, 3], tf.uint8, name="crops")
 EVAL_HAND_THRESHOLD: Final = 0.01
@@ -60,11 +64,21 @@ class ModelConfig:
     tflite_max_hands: int = 2
     """The same for the TFLite export, whose fixed shapes classify every slot, found
     or not: a meeting frame rarely shows more than one person's two hands."""
-    hand_threshold: float = 0.3
-    """Hands scoring below this are not classified (and not reported)."""
+    hand_threshold: float = 0.5
+    """Hands whose landmark-network presence score is below this are not reported
+    (MediaPipe's own default)."""
+    palm_threshold: float = 0.3
+    """Palm detections below this score are not looked at (the presence score decides
+    what is a hand; a low floor here keeps hands in dim rooms)."""
+    palm_candidates: int = 8
+    """Best palm scores per frame that NMS chooses among."""
     nms_iou: float = 0.3
+    box_scale: float = 1.4
+    """A hand's box is its 21 joints' bounds grown this many times: calibrated on the
+    training people of ``signs/`` and ``hands/train`` against their LabelImg boxes
+    (docs/models.md)."""
     crop_margin: float = 1.2
-    """The square crop's side, as a multiple of the hand box's longer side."""
+    """The classifier's square crop's side, as a multiple of the hand box's longer side."""
     input_size: tuple[int, int] = (360, 480)
     """(H, W) the worker resizes frames to, and the TFLite input size."""
 
@@ -140,26 +154,70 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         self._gesture_mask = tf.constant([label != NONE_LABEL for label in head.labels])
 
     # -- stage one -------------------------------------------------------------------
-    def _hand_candidates(self, frames01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _palms(self, frames01: tf.Tensor, slots: int) -> PalmCandidates:
         boxed, placement = letterbox(frames01)
-        regressors, logits = self.detector.raw(boxed)
-        boxes = to_frame(self.detector.decode(regressors), placement)
-        return boxes, tf.sigmoid(logits)
+        regressors, logits = self.detector.raw_keypoints(boxed)
+        return palm_candidates(
+            regressors,
+            logits,
+            self.detector.anchors,
+            placement,
+            tf.cast(tf.shape(frames01)[1:3], tf.float32),
+            slots=slots,
+            candidates=max(self.config.palm_candidates, slots),
+            score_threshold=self.config.palm_threshold,
+            iou_threshold=self.config.nms_iou,
+        )
+
+    def _landmark_boxes(
+        self, frames: tf.Tensor, rois: tf.Tensor, image_index: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Hand boxes ``[M, 4]`` from the landmarks found in each region, and the
+        landmark network's presence scores ``[M]``."""
+        crops = rotated_crops(frames, rois, image_index) / 255.0
+        points, presence = self.features.landmarks(crops)
+        frame_size = tf.cast(tf.shape(frames)[1:3], tf.float32)
+        boxes = landmark_boxes(landmarks_to_frame(points, rois), frame_size, self.config.box_scale)
+        return boxes, presence
 
     def hands(
-        self, frames01: tf.Tensor, score_threshold: float | None = None
+        self, frames: tf.Tensor, score_threshold: float | None = None
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Hand boxes ``[N, K, 4]``, scores ``[N, K]`` and counts ``[N]``."""
-        boxes, scores = self._hand_candidates(frames01)
-        return non_max_suppression(
-            boxes,
-            scores,
-            max_hands=self.config.max_hands,
-            iou_threshold=self.config.nms_iou,
-            score_threshold=(
-                self.config.hand_threshold if score_threshold is None else score_threshold
-            ),
+        """Hand boxes ``[N, K, 4]``, scores ``[N, K]`` (presence) and counts ``[N]`` of
+        uint8 ``frames``, best first, zero-padded."""
+        slots = self.config.max_hands
+        palms = self._palms(tf.cast(frames, tf.float32) / 255.0, slots)
+        # Landmarks only where a palm was found: cost follows the hands in the frame.
+        where = tf.cast(tf.where(palms.live), tf.int32)
+        boxes, presence = tf.cond(
+            tf.shape(where)[0] > 0,
+            lambda: self._landmark_boxes(frames, tf.gather_nd(palms.rois, where), where[:, 0]),
+            lambda: (tf.zeros([0, 4]), tf.zeros([0])),
         )
+        shape = tf.stack([tf.shape(frames)[0], slots])
+        box_grid = tf.scatter_nd(where, boxes, tf.concat([shape, [4]], axis=0))
+        score_grid = tf.scatter_nd(where, presence, shape)
+        return self._best_hands(box_grid, score_grid, score_threshold, slots)
+
+    def _best_hands(
+        self,
+        boxes: tf.Tensor,
+        scores: tf.Tensor,
+        score_threshold: float | None,
+        slots: int,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Hands above the threshold, best first, with two regions of one hand (two
+        palm detections) reduced to one."""
+        threshold = self.config.hand_threshold if score_threshold is None else score_threshold
+        order = tf.math.top_k(scores, k=slots).indices
+        boxes = tf.gather(boxes, order, batch_dims=1)
+        scores = tf.gather(scores, order, batch_dims=1)
+        keep = greedy_nms_mask(boxes, scores >= threshold, self.config.nms_iou)
+        index, live = first_slots(keep, scores, slots)
+        livef = tf.cast(live, tf.float32)
+        boxes = tf.gather(boxes, index, batch_dims=1) * livef[..., None]
+        scores = tf.gather(scores, index, batch_dims=1) * livef
+        return boxes, scores, tf.reduce_sum(tf.cast(live, tf.int32), axis=1)
 
     # -- stage two -------------------------------------------------------------------
     def _classify(
@@ -175,12 +233,10 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         return tf.gather(self._label_ids, best), tf.reduce_max(gesture_only, axis=-1)
 
     def detect(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
-        frames01 = tf.cast(frames, tf.float32) / 255.0
-        boxes, hand_scores, valid = self.hands(frames01)
+        boxes, hand_scores, valid = self.hands(frames)
         count = tf.shape(boxes)[0]
         slots = self.config.max_hands
-        # Classify only real hands: most frames hold one or none, so cropping every
-        # slot would triple the second stage's cost.
+        # Classify only real hands: most frames hold one or none.
         live = tf.range(slots)[None, :] < valid[:, None]
         where = tf.cast(tf.where(live), tf.int32)
         # TensorFlow's CPU convolutions fail on an empty batch ("input depth must be
@@ -202,8 +258,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
     @tf.function(input_signature=[_FRAMES])  # type: ignore[untyped-decorator]
     def serve_hands(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
         # A low floor: evaluation wants the whole precision-recall curve.
-        frames01 = tf.cast(input_tensor, tf.float32) / 255.0
-        boxes, scores, valid = self.hands(frames01, score_threshold=EVAL_HAND_THRESHOLD)
+        boxes, scores, valid = self.hands(input_tensor, score_threshold=EVAL_HAND_THRESHOLD)
         return {"hand_boxes": boxes, "hand_scores": scores, "num_hands": tf.cast(valid, tf.float32)}
 
     @tf.function(input_signature=[_CROPS])  # type: ignore[untyped-decorator]
@@ -221,40 +276,63 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
     # -- TFLite ----------------------------------------------------------------------
     def tflite_function(self) -> Any:
         """A concrete function for the TFLite converter: one frame of the configured
-        size, the same outputs as ``serving_default``."""
+        size, the same outputs as ``serving_default``. Each slot's landmark and
+        gesture passes sit behind a condition (TFLite ``IF``), so a frame costs the
+        palm detector plus one landmark pass per palm and one gesture pass per hand."""
         height, width = self.config.input_size
         slots = self.config.tflite_max_hands
-        anchors = np.tile(np.array([0.0, 0.0, 1.0, 1.0], np.float32), (NUM_ANCHORS, 1))
-        postprocess = _postprocess_op(slots, self.config)
-
         frame = tf.TensorSpec([1, height, width, 3], tf.uint8, name="input_tensor")
+        threshold = self.config.hand_threshold
 
         @tf.function(input_signature=[frame])  # type: ignore[untyped-decorator]
         def serve_tflite(input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
-            frames01 = tf.cast(input_tensor, tf.float32) / 255.0
-            boxes, scores = self._hand_candidates(frames01)
-            # TFLite_Detection_PostProcess decodes centre-size encodings against the
-            # anchors; unit anchors at the origin make it pass our boxes through.
-            centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
-            size = tf.maximum(boxes[..., 2:] - boxes[..., :2], _LOG_FLOOR)
-            encodings = tf.concat([centre, tf.math.log(size)], axis=-1)
-            class_scores = tf.stack([tf.zeros_like(scores), scores], axis=-1)
-            nms_boxes, _, nms_scores, num = postprocess(
-                encodings, class_scores, tf.constant(anchors)
+            palms = self._palms(tf.cast(input_tensor, tf.float32) / 255.0, slots)
+            one = tf.zeros([1], tf.int32)
+
+            def nothing() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+                return tf.zeros([4]), tf.zeros([]), tf.zeros([]), tf.zeros([])
+
+            def hand(slot: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+                boxes, presence = self._landmark_boxes(
+                    input_tensor, palms.rois[0, slot : slot + 1], one
+                )
+
+                def classify() -> tuple[tf.Tensor, tf.Tensor]:
+                    classes, probability = self._classify(input_tensor, boxes, one)
+                    return classes[0], probability[0]
+
+                classes, probability = tf.cond(
+                    presence[0] >= threshold,
+                    classify,
+                    lambda: (tf.zeros([]), tf.zeros([])),
+                )
+                return boxes[0], presence[0], classes, probability
+
+            found = [
+                tf.cond(palms.live[0, slot], lambda slot=slot: hand(slot), nothing)
+                for slot in range(slots)
+            ]
+            boxes = tf.stack([f[0] for f in found])[None]
+            presence = tf.stack([f[1] for f in found])[None]
+            classes = tf.stack([f[2] for f in found])[None]
+            probability = tf.stack([f[3] for f in found])[None]
+            # The same choice of hands as the SavedModel: best presence first, two
+            # regions of one hand reduced to one, below the threshold dropped.
+            order = tf.math.top_k(presence, k=slots).indices
+            boxes, presence, classes, probability = (
+                tf.gather(t, order, batch_dims=1) for t in (boxes, presence, classes, probability)
             )
-            # Slots past num_detections hold whatever the op left there: zero them.
-            live = tf.cast(tf.range(slots) < tf.cast(num[0], tf.int32), tf.float32)
-            nms_boxes = tf.reshape(nms_boxes, [1, slots, 4]) * live[None, :, None]
-            nms_scores = tf.reshape(nms_scores, [1, slots]) * live[None, :]
-            classes, probability = self._classify(
-                input_tensor, nms_boxes[0], tf.zeros([slots], tf.int32)
+            keep = greedy_nms_mask(boxes, presence >= threshold, self.config.nms_iou)
+            index, live = first_slots(keep, presence, slots)
+            livef = tf.cast(live, tf.float32)
+            boxes, presence, classes, probability = (
+                tf.gather(t, index, batch_dims=1) for t in (boxes, presence, classes, probability)
             )
-            valid = tf.cast(tf.reshape(num, [1]), tf.int32)
             return _sorted_outputs(
-                nms_boxes,
-                (classes * live)[None, :],
-                (probability * live)[None, :] * nms_scores,
-                valid,
+                boxes * livef[..., None],
+                classes * livef,
+                probability * presence * livef,
+                tf.reduce_sum(tf.cast(live, tf.int32), axis=1),
             )
 
         return serve_tflite.get_concrete_function()
@@ -270,41 +348,6 @@ def _sorted_outputs(
         "detection_scores": tf.gather(scores, order, batch_dims=1),
         "num_detections": tf.cast(valid, tf.float32),
     }
-
-
-def _postprocess_op(slots: int, config: ModelConfig) -> Any:
-    attributes = {
-        "max_detections": f"i: {slots}",
-        "max_classes_per_detection": "i: 1",
-        "detections_per_class": f"i: {slots}",
-        "use_regular_nms": "b: false",
-        "nms_score_threshold": f"f: {config.hand_threshold}",
-        "nms_iou_threshold": f"f: {config.nms_iou}",
-        "num_classes": "i: 1",
-        "y_scale": "f: 1.0",
-        "x_scale": "f: 1.0",
-        "h_scale": "f: 1.0",
-        "w_scale": "f: 1.0",
-    }
-    implements = " ".join(
-        ['name: "TFLite_Detection_PostProcess"']
-        + [f'attr {{ key: "{key}" value {{ {value} }} }}' for key, value in attributes.items()]
-    )
-
-    # The body only gives TensorFlow the output shapes; the converter replaces the call.
-    @tf.function(experimental_implements=implements)  # type: ignore[untyped-decorator]
-    def postprocess(
-        box_encodings: tf.Tensor, class_predictions: tf.Tensor, anchors: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        del box_encodings, class_predictions, anchors
-        return (
-            tf.zeros([1, slots, 4]),
-            tf.zeros([1, slots]),
-            tf.zeros([1, slots]),
-            tf.zeros([1]),
-        )
-
-    return postprocess
 
 
 def label_map_text(labels: Sequence[str]) -> str:

@@ -16,6 +16,9 @@ from models.voc import IMAGE_SUFFIXES, Issue, Problem
 class ImageSample:
     path: Path
     label: str
+    box: tuple[int, int, int, int] | None = None
+    """``(left, top, right, bottom)`` pixels of the hand when the image is a whole
+    frame (hands taken from LabelImg boxes); None when the image is the crop."""
 
 
 @dataclass(slots=True)

@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
 
 from models.base_models import (
     HAND_LANDMARKS,
@@ -25,13 +29,17 @@ from models.base_models import (
 )
 from models.imagefolder import ImageSample, read_image_folder
 from models.labels import class_agnostic, normalise_hands, normalise_sign
-from models.splits import Split, group_split
+from models.splits import Split, group_split, stratified_split
 from models.voc import Annotation, VocDataset, read_voc_dir
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE: Final = "train_config.json"
 MODEL_SUBDIR: Final = "model"
+NONE_LABEL: Final = "none"
+OUT_OF_VOCABULARY: Final = ("3-hand", "4-hand")
+"""``hands/`` labels that are no gesture of ours (three or four fingers up)."""
+MIN_NEGATIVE_SIDE: Final = 12
 
 
 class TrainingError(Exception):
@@ -41,32 +49,38 @@ class TrainingError(Exception):
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
     seed: int = 0
-    detector_epochs: int = 10
     head_epochs: int = 30
     feature_passes: int = 2
     """Augmented copies of every training crop the head sees."""
     signs_test_fraction: float = 0.2
     """Share of the people in ``signs/`` held out (whole people)."""
-    signs_repeat: int = 2
-    """Times each ``signs/`` training image is seen per epoch: ``hands/`` is one person,
-    ``signs/`` is where the detector learns other people, rooms and cameras."""
     crops_test_fraction: float = 0.2
+    crops_validation_fraction: float = 0.1
+    """Share of the training crops kept aside to calibrate the per-label thresholds
+    (never the test crops)."""
+    out_of_vocabulary_negatives: bool = True
+    """Train ``none`` on the real 3- and 4-finger hands of ``hands/train`` too, so
+    hands that make no gesture of ours are not named one."""
     limit: int | None = None
     """Use at most this many images per source (smoke runs); None = all."""
     max_hands: int = 4
-    hand_threshold: float = 0.3
+    hand_threshold: float = 0.5
     input_size: tuple[int, int] = (360, 480)
     name: str = "memelearning-gestures"
-    version: str = "1"
+    version: str = "2"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class DataSplits:
-    detector_train: list[Annotation]
+    calibration: list[Annotation]
+    """Frames of the training people (``hands/train``, the training people of
+    ``signs/``): the hand box's scale is calibrated on them."""
     hands_test: list[Annotation]
     signs: Split[Annotation]
     crops: Split[ImageSample]
+    crops_validation: tuple[ImageSample, ...]
+    """Training-side crops kept aside for the per-label thresholds."""
     gesture_labels: tuple[str, ...]
 
 
@@ -95,6 +109,18 @@ def load_splits(data_root: Path, config: TrainConfig) -> DataSplits:
             f"classes found: {', '.join(crops.classes) or 'none at all'}"
         )
     crops_split = crops.split(test_fraction=config.crops_test_fraction, seed=config.seed)
+    train_crops = list(crops_split.train)
+    if config.out_of_vocabulary_negatives:
+        train_crops += out_of_vocabulary_hands(data_root / "hands/train")
+    fit = stratified_split(
+        train_crops,
+        key=lambda s: f"{s.path.as_posix()}#{s.box}",
+        label_of=lambda s: s.label,
+        seed=config.seed,
+        test_fraction=config.crops_validation_fraction,
+    )
+    crops_split = Split(tuple(fit.train), crops_split.test)
+    validation = tuple(fit.test)
     limit = config.limit
     if limit is not None:
         hands_train, hands_test = hands_train[:limit], hands_test[:limit]
@@ -102,13 +128,31 @@ def load_splits(data_root: Path, config: TrainConfig) -> DataSplits:
         crops_split = Split(
             _per_label(crops_split.train, limit), _per_label(crops_split.test, limit)
         )
+        validation = _per_label(validation, limit)
     return DataSplits(
-        detector_train=list(hands_train) + list(signs_split.train) * config.signs_repeat,
+        calibration=list(hands_train) + list(signs_split.train),
         hands_test=list(hands_test),
         signs=signs_split,
         crops=crops_split,
+        crops_validation=validation,
         gesture_labels=crops.classes,
     )
+
+
+def out_of_vocabulary_hands(folder: Path) -> list[ImageSample]:
+    """Real hands that make none of our gestures (``3-hand``, ``4-hand`` boxes of a
+    LabelImg folder), as ``none`` samples cut from their frames."""
+    dataset = read_voc_dir(folder, labels=OUT_OF_VOCABULARY)
+    return [
+        ImageSample(
+            annotation.image_path,
+            NONE_LABEL,
+            (round(box.xmin), round(box.ymin), round(box.xmax), round(box.ymax)),
+        )
+        for annotation in dataset.annotations
+        for box in annotation.boxes
+        if box.xmax - box.xmin >= MIN_NEGATIVE_SIDE and box.ymax - box.ymin >= MIN_NEGATIVE_SIDE
+    ]
 
 
 def _records(dataset: VocDataset) -> list[Annotation]:
@@ -155,12 +199,12 @@ def _check_recipe(run_dir: Path, config: TrainConfig) -> None:
 def train(
     data_root: Path, run_dir: Path, config: TrainConfig, *, base_cache: Path | None = None
 ) -> Path:
-    """Train both stages (resuming whatever ``run_dir`` already holds) and export the
-    joined model to ``run_dir/model``; returns that directory."""
+    """Train the gesture head (resuming whatever ``run_dir`` already holds), calibrate
+    the hand box and the per-label thresholds, and export the joined model to
+    ``run_dir/model``; returns that directory."""
     import tensorflow as tf
 
     from models.classifier_training import HeadTrainingConfig, extract_features, train_head
-    from models.detector_training import DetectorTrainingConfig, load_box_images, train_detector
     from models.gesture_classifier import CropAugment, GestureHead, LandmarkFeatures
     from models.gesture_model import GestureModel, ModelConfig, export
     from models.hand_detector import HandDetector
@@ -170,17 +214,12 @@ def train(
     splits = load_splits(data_root, config)
     bases = base_model_paths(base_cache)
 
-    logger.info("stage 1: %d training images for the hand detector", len(splits.detector_train))
+    # Stage one keeps MediaPipe's own weights: fine-tuned on our ten people it learned
+    # their rooms and drew forearm-long boxes in others (docs/models.md).
     detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
-    train_detector(
-        detector,
-        load_box_images(splits.detector_train),
-        run_dir / "detector",
-        DetectorTrainingConfig(epochs=config.detector_epochs, seed=config.seed),
-    )
+    features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
 
     logger.info("stage 2: %d training crops for the gesture head", len(splits.crops.train))
-    features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
     train_features = extract_features(
         splits.crops.train,
         splits.gesture_labels,
@@ -198,20 +237,115 @@ def train(
         run_dir / "head",
         HeadTrainingConfig(epochs=config.head_epochs, seed=config.seed),
     )
-
-    model = GestureModel(
-        detector,
+    validation = extract_features(
+        splits.crops_validation,
+        splits.gesture_labels,
         features,
-        head,
-        ModelConfig(
-            max_hands=config.max_hands,
-            hand_threshold=config.hand_threshold,
-            input_size=config.input_size,
-        ),
+        augment=None,
+        passes=1,
+        seed=config.seed,
+        cache=run_dir / "head" / "validation_features.npz",
+        desc="validation crops",
     )
+    probabilities = tf.nn.softmax(head.logits(tf.constant(validation.x))).numpy()
+    thresholds = calibrate_thresholds(probabilities, validation.y, splits.gesture_labels)
+
+    base_config = ModelConfig(
+        max_hands=config.max_hands,
+        hand_threshold=config.hand_threshold,
+        input_size=config.input_size,
+    )
+    unscaled = GestureModel(detector, features, head, replace(base_config, box_scale=1.0))
+    box_scale = calibrate_box_scale(unscaled, splits.calibration, config.input_size)
+    logger.info("hand box scale %.2f; thresholds %s", box_scale, thresholds)
+    model = GestureModel(detector, features, head, replace(base_config, box_scale=box_scale))
     out = run_dir / MODEL_SUBDIR
-    export(model, out, provenance(data_root, splits, config))
+    meta = provenance(data_root, splits, config)
+    meta["thresholds"] = thresholds
+    export(model, out, meta)
     logger.info("exported %s", out)
+    return out
+
+
+THRESHOLD_PRECISION: Final = 0.95
+"""The precision each label's threshold is set to reach on the validation crops."""
+THRESHOLD_FLOOR: Final = 0.5
+THRESHOLD_GRID: Final = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))
+
+
+def calibrate_thresholds(
+    probabilities: npt.NDArray[np.float32],
+    truth: npt.NDArray[np.int64],
+    labels: Sequence[str],
+) -> dict[str, float]:
+    """Per gesture, the lowest score at which the model's calls of it on the
+    validation crops (``none`` and out-of-vocabulary hands included) are right at
+    least ``THRESHOLD_PRECISION`` of the time; never below ``THRESHOLD_FLOOR``."""
+    gesture = np.array([label != NONE_LABEL for label in labels])
+    masked = np.where(gesture[None, :], probabilities, -1.0)
+    called = masked.argmax(axis=1)
+    score = masked.max(axis=1)
+    thresholds: dict[str, float] = {}
+    for index, label in enumerate(labels):
+        if not gesture[index]:
+            continue
+        chosen = THRESHOLD_GRID[-1]
+        for threshold in THRESHOLD_GRID:
+            calls = (called == index) & (score >= threshold)
+            if calls.sum() and (truth[calls] == index).mean() >= THRESHOLD_PRECISION:
+                chosen = threshold
+                break
+        thresholds[label] = max(chosen, THRESHOLD_FLOOR)
+    return thresholds
+
+
+BOX_SCALES: Final = tuple(round(1.0 + 0.05 * i, 2) for i in range(17))
+
+
+def calibrate_box_scale(
+    model: Any, annotations: Sequence[Annotation], input_size: tuple[int, int]
+) -> float:
+    """The growth of the landmarks' bounds that finds the most annotated hands at
+    IoU >= 0.5 on ``annotations`` (training people only): LabelImg boxes take in the
+    wrist and the skin around the joints, landmarks do not. ``model`` must have
+    ``box_scale`` 1."""
+    import tensorflow as tf
+    from PIL import Image
+
+    height, width = input_size
+    hands = tf.function(model.hands)
+    found = np.zeros(len(BOX_SCALES))
+    for annotation in tqdm(annotations, desc="box scale", unit="frame"):
+        with Image.open(annotation.image_path) as image:
+            rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+            frame = np.asarray(rgb)
+        boxes, _, valid = hands(tf.constant(frame[None]))
+        predicted = boxes[0, : int(valid[0])].numpy()
+        if not len(predicted):
+            continue
+        centre = (predicted[:, :2] + predicted[:, 2:]) / 2
+        half = (predicted[:, 2:] - predicted[:, :2]) / 2
+        truth = np.array(
+            [
+                (b.ymin / annotation.height, b.xmin / annotation.width,
+                 b.ymax / annotation.height, b.xmax / annotation.width)
+                for b in annotation.boxes
+            ]
+        )  # fmt: skip
+        for i, scale in enumerate(BOX_SCALES):
+            grown = np.clip(np.concatenate([centre - half * scale, centre + half * scale], 1), 0, 1)
+            found[i] += (_iou(truth, grown).max(axis=1) >= 0.5).sum()
+    return BOX_SCALES[int(found.argmax())]
+
+
+def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    low = np.maximum(a[:, None, :2], b[None, :, :2])
+    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=-1)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    out: npt.NDArray[np.float64] = inter / np.maximum(union, 1e-9)
     return out
 
 
@@ -220,11 +354,13 @@ def provenance(data_root: Path, splits: DataSplits, config: TrainConfig) -> dict
     return {
         "name": config.name,
         "version": config.version,
-        "description": "Two-stage hand-gesture detector: fine-tuned BlazePalm-lite hand "
-        "detector + hand-landmark features with a trained gesture head.",
+        "description": "Two-stage hand-gesture detector: MediaPipe's palm detector, rotated "
+        "hand regions and hand landmarks (box and presence from the landmarks) + a gesture "
+        "head trained on hand-landmark features.",
         "train_config": json.loads(json.dumps(asdict(config))),
         "data": {
-            "detector_train_images": len(splits.detector_train),
+            "calibration_images": len(splits.calibration),
+            "crops_validation": len(splits.crops_validation),
             "signs_held_out_people": sorted({a.group for a in splits.signs.test}),
             "crops_train": len(splits.crops.train),
             "crops_test": len(splits.crops.test),

@@ -29,15 +29,7 @@ from models.gesture_model import (
     crop_squares,
     export,
 )
-from models.hand_detector import (
-    INPUT_SIZE,
-    NUM_ANCHORS,
-    HandDetector,
-    anchor_centres,
-    encode_targets,
-    letterbox,
-    to_frame,
-)
+from models.hand_detector import INPUT_SIZE, HandDetector, letterbox
 from models.tflite_import import import_tflite
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -100,33 +92,6 @@ def test_imported_graph_computes_what_the_tflite_interpreter_computes(
     np.testing.assert_allclose(batched[0].numpy()[:1], ours[0], rtol=1e-4, atol=1e-3)
 
 
-def test_targets_decode_back_to_their_box(bases: dict[str, Path]) -> None:
-    box = np.array([[0.30, 0.40, 0.70, 0.60]], np.float32)
-    labels, weights, regression = encode_targets(box)
-    positive = labels == 1
-    assert positive.sum() >= 4
-    centres = anchor_centres()
-    # Positives sit in the middle of the box; the rest of the box is ignored, not negative.
-    assert np.all(np.abs(centres[positive, 0] - 0.5) <= 0.1 + 1 / 24)
-    inside = (
-        (centres[:, 0] > 0.3)
-        & (centres[:, 0] < 0.7)
-        & (centres[:, 1] > 0.4)
-        & (centres[:, 1] < 0.6)
-    )
-    assert np.all(weights[inside & ~positive] == 0)
-    assert np.all(weights[~inside] == 1)
-    detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
-    decoded = detector.decode(tf.constant(regression[None]))[0].numpy()
-    np.testing.assert_allclose(decoded[positive], np.repeat(box, positive.sum(), axis=0), atol=1e-5)
-
-
-def test_a_tiny_hand_still_gets_an_anchor() -> None:
-    labels, _, _ = encode_targets(np.array([[0.50, 0.50, 0.51, 0.51]], np.float32))
-    assert labels.sum() >= 2  # the nearest anchors of both grids
-    assert labels.shape == (NUM_ANCHORS,)
-
-
 def test_crops_are_square_centred_and_zero_outside_the_frame() -> None:
     height, width = 40, 80
     rows = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width))
@@ -152,13 +117,13 @@ def gesture_model(bases: dict[str, Path]) -> GestureModel:
     detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
     features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
     head = GestureHead(LABELS, 736, seed=3)
-    # A low hand threshold so the untrained detector still hands crops to stage two;
-    # fp32 TFLite weights so the exports can be compared to float precision.
+    # An untrained head: only the plumbing is under test here. fp32 TFLite weights so
+    # the exports can be compared to float precision.
     return GestureModel(
         detector,
         features,
         head,
-        ModelConfig(max_hands=2, tflite_max_hands=2, hand_threshold=0.05, tflite_weights="fp32"),
+        ModelConfig(max_hands=2, tflite_max_hands=2, tflite_weights="fp32"),
     )
 
 
@@ -179,7 +144,9 @@ def test_the_reloaded_savedmodel_computes_what_the_model_in_memory_computes(
         "no hand found: the test would prove nothing"
     )
     for key, value in expected.items():
-        np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-5)
+        # The saved graph is optimized on load (fused, reordered float sums): the same
+        # answers to within 1e-4, not bit for bit.
+        np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=1e-4, atol=2e-4)
     hands = loaded.signatures[HANDS_SIGNATURE](input_tensor=tf.constant(frames))
     assert hands["hand_boxes"].shape == (3, 2, 4)
     crops = loaded.signatures[CROPS_SIGNATURE](crops=tf.zeros([2, 224, 224, 3], tf.uint8))
@@ -223,9 +190,9 @@ def test_the_tflite_export_agrees_with_the_savedmodel(exported: Path) -> None:
     assert checked > 0
 
 
-def test_frames_are_letterboxed_and_boxes_map_back_to_the_frame() -> None:
+def test_frames_are_letterboxed_keeping_their_shape() -> None:
     # A wide frame with a white block: in the square input the block keeps its shape
-    # (black bars above and below), and to_frame maps its box back to frame units.
+    # (black bars above and below), and the placement says where the frame sits.
     height, width = 360, 960
     frame = np.zeros((1, height, width, 3), np.float32)
     frame[:, 90:270, 480:840] = 1.0
@@ -233,12 +200,10 @@ def test_frames_are_letterboxed_and_boxes_map_back_to_the_frame() -> None:
     assert boxed.shape == (1, INPUT_SIZE, INPUT_SIZE, 3)
     rows = np.nonzero(boxed[0, :, :, 0].numpy().max(axis=1) > 0.5)[0]
     cols = np.nonzero(boxed[0, :, :, 0].numpy().max(axis=0) > 0.5)[0]
-    found = np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], np.float32) / INPUT_SIZE
     block_h, block_w = (rows[-1] + 1 - rows[0]), (cols[-1] + 1 - cols[0])
     assert block_w / block_h == pytest.approx(2.0, rel=0.05)  # 360x180 stays 2:1
-    mapped = to_frame(tf.constant(found[None]), placement)[0].numpy()
-    expected = np.array([90 / height, 480 / width, 270 / height, 840 / width])
-    np.testing.assert_allclose(mapped, expected, atol=2 * width / INPUT_SIZE / width * 1.5)
+    assert float(placement.offset_y) == pytest.approx((1 - height / width) / 2)
+    assert float(placement.offset_x) == pytest.approx(0.0)
 
 
 def test_frames_without_hands_give_no_detections_and_the_worker_warms_up(exported: Path) -> None:

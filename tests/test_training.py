@@ -14,7 +14,7 @@ from memelearning.cli import main
 from models.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SMOKE = TrainConfig(detector_epochs=1, head_epochs=2, feature_passes=1, limit=8, version="smoke")
+SMOKE = TrainConfig(head_epochs=2, feature_passes=1, limit=8, version="smoke")
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,19 @@ def test_a_smoke_run_trains_both_stages_and_exports(run_dir: Path) -> None:
     assert meta["data"]["signs_held_out_people"], "whole people must be held out"
     assert "none" in meta["head_labels"]
     assert "none" not in (model / "label_map.pbtxt").read_text(encoding="utf-8")
-    assert list((run_dir / "detector" / "checkpoints").glob("ckpt-1.index"))
     assert list((run_dir / "head" / "checkpoints").glob("ckpt-2.index"))
+    # Calibrated on the training side, shipped with the model.
+    assert 1.0 <= meta["config"]["box_scale"] <= 1.8
+    assert set(meta["thresholds"]) == set(meta["head_labels"]) - {"none"}
+    assert all(0.5 <= t <= 0.95 for t in meta["thresholds"].values())
 
 
 def test_training_resumes_and_refuses_a_changed_recipe(run_dir: Path) -> None:
-    before = sorted(p.name for p in (run_dir / "detector" / "checkpoints").iterdir())
+    before = sorted(p.name for p in (run_dir / "head" / "checkpoints").iterdir())
     train(DATA, run_dir, SMOKE)  # everything done already: nothing retrains
-    assert sorted(p.name for p in (run_dir / "detector" / "checkpoints").iterdir()) == before
-    with pytest.raises(TrainingError, match="detector_epochs"):
-        train(DATA, run_dir, replace(SMOKE, detector_epochs=2))
+    assert sorted(p.name for p in (run_dir / "head" / "checkpoints").iterdir()) == before
+    with pytest.raises(TrainingError, match="head_epochs"):
+        train(DATA, run_dir, replace(SMOKE, head_epochs=3))
 
 
 def test_evaluate_writes_the_report_and_fills_the_model_card(
@@ -56,9 +59,8 @@ def test_evaluate_writes_the_report_and_fills_the_model_card(
 ) -> None:
     model = run_dir / MODEL_SUBDIR
     out = run_dir / "report"
-    assert (
-        main(["evaluate", str(model), "--data", str(DATA), "--out", str(out), "--limit", "16"]) == 0
-    )
+    command = ["evaluate", str(model), "--data", str(DATA), "--out", str(out), "--limit", "16"]
+    assert main([*command, "--update-card"]) == 0
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for key in (
         "hand_ap50_hands_test",
@@ -69,11 +71,28 @@ def test_evaluate_writes_the_report_and_fills_the_model_card(
         assert isinstance(metrics[key], float), (key, metrics[key])
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["speed"]["savedmodel_batch16_fps"] > 0
+    # What production sees, per data set and per held-out person.
+    for part in ("hands_test", "signs_held_out"):
+        figures = metrics["production"][part]
+        assert figures["frames"] > 0 and 0.0 <= figures["hands_found"] <= 1.0, part
+        assert figures["false_gestures_per_100_frames"] >= 0.0, part
+    assert metrics["peer"] is None  # only with --peer-python
     for chart in metrics["charts"].values():
         assert (out / chart).read_bytes().startswith(b"\x89PNG")
     card = (model / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert "hand AP@0.5" in card and "n/a" not in card.split("## Results")[1].split("##")[0]
+    results = card.split("## Results")[1].split("Through the worker's")[0]
+    assert "hand AP@0.5" in results and "n/a" not in results
     assert "hand AP@0.5, hands/test" in capsys.readouterr().out
+
+
+def test_evaluate_leaves_the_model_card_alone_unless_asked(run_dir: Path, tmp_path: Path) -> None:
+    model = run_dir / MODEL_SUBDIR
+    card = (model / "MODEL_CARD.md").read_bytes()
+    out = tmp_path / "report"
+    command = ["evaluate", str(model), "--data", str(DATA), "--out", str(out), "--limit", "4"]
+    assert main(command) == 0
+    assert (out / "metrics.json").is_file()
+    assert (model / "MODEL_CARD.md").read_bytes() == card
 
 
 def test_export_copies_a_model_the_worker_can_load(run_dir: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,7 +60,13 @@ Box = tuple[float, float, float, float]
 
 class ModelError(Exception):
     """A model directory that cannot be served as it is, or a model that broke the
-    serving contract at run time; the message says what is wrong and where."""
+    serving contract at run time; the message says what is wrong and where.
+    ``setting`` names the worker setting to fix when it is not the model directory
+    (``thresholds``, ``ignore_labels``)."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,9 @@ class ModelMetadata:
     name: str | None = None
     version: str | None = None
     input_size: tuple[int, int] | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    """Per-label thresholds the model ships (calibrated when it was trained); the
+    worker's own per-label settings override them, and they override its default."""
 
 
 class ContractDetector:
@@ -419,8 +428,9 @@ def read_model_dir(
     except LabelMapError as exc:
         raise ModelError(str(exc)) from exc
     metadata = _read_metadata(model_dir / METADATA_FILE)
+    shipped = {name: value for name, value in metadata.thresholds.items() if name in labels.names}
     per_label = _resolve_thresholds(
-        labels, default_threshold, thresholds, ignore_labels, label_map_path
+        labels, default_threshold, {**shipped, **thresholds}, ignore_labels, label_map_path
     )
     return labels, metadata, per_label
 
@@ -438,7 +448,8 @@ def _resolve_thresholds(
         if unknown:
             raise ModelError(
                 f"{what} name labels the model does not have: {', '.join(unknown)} "
-                f"(labels in {label_map_path}: {', '.join(labels.names)})"
+                f"(labels in {label_map_path}: {', '.join(labels.names)})",
+                setting=what,
             )
     for label, value in {"default threshold": default, **overrides}.items():
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
@@ -481,7 +492,25 @@ def _read_metadata(path: Path) -> ModelMetadata:
         ):
             raise ModelError(f"{path}: input_size must be [height, width] in pixels, got {size}")
         input_size = (size[0], size[1])
-    return ModelMetadata(name=name, version=version, input_size=input_size)
+    shipped = data.get("thresholds", {})
+    if not (
+        isinstance(shipped, dict)
+        and all(
+            isinstance(k, str)
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and 0.0 <= v <= 1.0
+            for k, v in shipped.items()
+        )
+    ):
+        raise ModelError(f"{path}: thresholds must map label names to scores in [0, 1]")
+    return ModelMetadata(
+        name=name,
+        version=version,
+        input_size=input_size,
+        thresholds={k: float(v) for k, v in shipped.items()},
+    )
 
 
 def content_hash(*paths: Path) -> str:

@@ -1,0 +1,93 @@
+"""The production-view figures of `memelearning evaluate`, on hand-made cases whose
+answer is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.evaluation import GroundTruth, Prediction
+from models.frame_scores import (
+    OUT_OF_VOCABULARY,
+    UNKNOWN,
+    ScoredFrame,
+    false_gestures_per_100,
+    hands_found,
+    load_frame,
+    out_of_vocabulary_rate,
+    truth_found,
+)
+
+LEFT = (0.2, 0.1, 0.6, 0.3)
+RIGHT = (0.2, 0.6, 0.6, 0.8)
+BOTH = (0.15, 0.05, 0.65, 0.85)
+
+
+def _frame(
+    truths: list[GroundTruth],
+    hands: list[tuple[float, float, float, float]],
+    reported: list[Prediction] = [],  # noqa: B006 - never mutated
+) -> ScoredFrame:
+    return ScoredFrame(
+        "p",
+        tuple(truths),
+        tuple(Prediction("hand", 0.9, box) for box in hands),
+        tuple(reported),
+        tuple(reported),
+    )
+
+
+def test_a_hand_is_found_at_iou_one_half() -> None:
+    assert truth_found(GroundTruth("like", LEFT), np.array([LEFT]))
+    shifted = (0.2, 0.25, 0.6, 0.45)  # overlaps LEFT by a quarter
+    assert not truth_found(GroundTruth("like", LEFT), np.array([shifted]))
+    assert not truth_found(GroundTruth("like", LEFT), np.zeros((0, 4)))
+
+
+def test_a_two_handed_sign_boxed_as_one_is_found_by_both_hands_inside_it() -> None:
+    both = GroundTruth(UNKNOWN, BOTH)
+    assert truth_found(both, np.array([LEFT, RIGHT]))
+    # One of the two hands alone is not the sign.
+    assert not truth_found(both, np.array([LEFT]))
+
+
+def test_hands_found_counts_only_hands_above_the_score() -> None:
+    frame = _frame([GroundTruth("like", LEFT), GroundTruth("ok", RIGHT)], [LEFT, RIGHT])
+    assert hands_found([frame], 0.5) == (2, 2)
+    assert hands_found([frame], 0.95) == (0, 2)
+
+
+def test_false_gestures_are_those_matching_no_truth_of_the_same_gesture() -> None:
+    right = Prediction("like", 0.9, LEFT)
+    wrong_label = Prediction("dislike", 0.9, RIGHT)
+    nowhere = Prediction("peace", 0.9, (0.7, 0.7, 0.9, 0.9))
+    frames = [
+        _frame([GroundTruth("like", LEFT), GroundTruth("like", RIGHT)], [], [right, wrong_label]),
+        _frame([], [], [nowhere]),
+    ]
+    assert false_gestures_per_100(frames) == pytest.approx(100.0)  # 2 false in 2 frames
+    # On a signing hand, a gesture counts only when asked (some signs are gestures).
+    signing = [_frame([GroundTruth(UNKNOWN, LEFT)], [], [Prediction("fist", 0.9, LEFT)])]
+    assert false_gestures_per_100(signing) == 0.0
+    assert false_gestures_per_100(signing, count_unknown=True) == 100.0
+
+
+def test_out_of_vocabulary_hands_named_a_gesture_are_counted() -> None:
+    frames = [
+        _frame([GroundTruth(OUT_OF_VOCABULARY, LEFT)], [LEFT], [Prediction("peace", 0.8, LEFT)]),
+        _frame([GroundTruth(OUT_OF_VOCABULARY, RIGHT)], [RIGHT]),
+    ]
+    assert out_of_vocabulary_rate(frames) == (1, 2)
+
+
+def test_frames_are_decoded_and_resized_as_the_worker_does(tmp_path: Path) -> None:
+    from worker.decode import decode_into
+
+    path = tmp_path / "frame.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)).save(path)
+    expected = np.empty((360, 480, 3), np.uint8)
+    decode_into(path.read_bytes(), expected, max_pixels=10**8)
+    np.testing.assert_array_equal(load_frame(path, (360, 480)), expected)
