@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 PAGE: Final = Path(__file__).resolve().parent / "page" / "index.html"
 # Calls kept for the page and for inspection; tests of a long demo must not grow forever.
 MAX_CALLS: Final = 10_000
+# How long the page keeps showing a participant's gesture after its last event: the
+# worker sends events only for frames where a gesture is seen, so silence means the
+# hand went down. A few frames at the publisher's 2-4 fps.
+GESTURE_SHOWN_S: Final = 1.5
 
 
 @dataclass
@@ -78,11 +82,18 @@ class MeetingSimulator:
         ready_after_s: float = 0.0,
         api_key: str | None = None,
         catalog: Catalog | None = None,
+        gesture_shown_s: float = GESTURE_SHOWN_S,
     ) -> None:
         """``rooms_ready``: whether a room is ready when first seen; ``ready_after_s``:
-        otherwise it becomes ready this long after (0 = only via ``set_ready``)."""
+        otherwise it becomes ready this long after (0 = only via ``set_ready``).
+        ``gesture_shown_s``: how long the page shows a gesture after its last event
+        (sent to the page with the state); a test that looks at the page sets it
+        longer than the test runs, so a slow browser cannot see the gesture fade."""
+        if gesture_shown_s <= 0:
+            raise ValueError("gesture_shown_s must be positive")
         self.rooms_ready = rooms_ready
         self.ready_after_s = ready_after_s
+        self.gesture_shown_s = gesture_shown_s
         self.api_key = api_key
         self.catalog = catalog or Catalog.load()
         self.rooms: dict[str, Room] = {}
@@ -127,7 +138,7 @@ class MeetingSimulator:
             if c.access_key == access_key and (endpoint is None or c.endpoint == endpoint)
         ]
 
-    async def wait_for_call(self, predicate: Callable[[Call], bool], timeout: float = 10) -> Call:
+    async def wait_for_call(self, predicate: Callable[[Call], bool], timeout: float = 30) -> Call:
         """The first recorded call (past or future) matching ``predicate``."""
         async with asyncio.timeout(timeout), self._changed:
             while True:
@@ -182,6 +193,7 @@ class MeetingSimulator:
         meetings = sorted(set(self.rooms) | set(self.gestures))
         return {
             "server_ms": int(time.time() * 1000),
+            "gesture_shown_ms": round(self.gesture_shown_s * 1000),
             "meetings": [
                 {
                     "id": m,

@@ -34,7 +34,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+def _http_get(url: str, timeout: float = 30.0) -> tuple[int, str]:
+    # A worker busy with a backlog on a loaded machine can take seconds to answer.
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status), response.read().decode()
@@ -136,7 +137,10 @@ class WorkerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def wait_ready(self, timeout: float = 90.0) -> None:
+    async def wait_ready(self, timeout: float = 180.0) -> None:
+        # A TensorFlow import takes 20 s and more on a loaded two-core machine, two
+        # workers' imports at once longer still; only a worker that cannot start
+        # reaches the deadline.
         async with asyncio.timeout(timeout):
             while True:
                 assert self.running, f"{self.name} exited before it was ready:\n{self.stderr}"

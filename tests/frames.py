@@ -96,7 +96,7 @@ class EventCollector:
             self.messages.append(message)
             self._changed.set()
 
-    async def wait_for(self, count: int, timeout: float = 20.0) -> list[ReactionEvent]:
+    async def wait_for(self, count: int, timeout: float = 60.0) -> list[ReactionEvent]:
         async with asyncio.timeout(timeout):
             while len(self.events) < count:
                 self._changed.clear()

@@ -101,7 +101,7 @@ async def tailing(url: str) -> AsyncIterator[asyncio.Queue[str]]:
     ready = asyncio.Event()
     task = asyncio.create_task(tail(url, lines.put_nowait, ready=ready))
     try:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(60):
             done, _ = await asyncio.wait(
                 [task, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
             )
@@ -142,16 +142,16 @@ async def test_every_component_works_end_to_end_with_its_own_user(
             async with FramePublisher(settings) as publisher:
                 # a good frame becomes an event the reactions side receives
                 await publisher.publish_and_confirm(make_frame(meeting="lp", participant="bo"))
-                async with asyncio.timeout(20):
+                async with asyncio.timeout(60):
                     event = json.loads(await lines.get())
                 assert (event["meeting_id"], event["label"]) == ("lp", "like")
                 # a frame that is no JPEG goes to the dead-letter queue (default exchange)
                 await publisher.publish_and_confirm(make_frame(jpeg=b"not a jpeg"))
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(60):
                 while await messages_ready(users.admin, DEAD) < 1:
                     await asyncio.sleep(0.1)
             # the service consumed the same event with its own queue
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(60):
                 while service.metrics.value("memelearning_reactions_events_total") < 1:
                     await asyncio.sleep(0.1)
         finally:

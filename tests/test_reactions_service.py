@@ -24,7 +24,9 @@ def settings_for(amqp_url: str, sim: MeetingSimulator, **overrides: Any) -> Reac
         "meeting_api_url": sim.url,
         "http_host": "127.0.0.1",
         "http_port": 0,
-        "display_s": 30.0,
+        # Longer than any test: an overlay a test expects still showing (stop clears
+        # it) is never cleared by its timer first, however slow the machine.
+        "display_s": 3600.0,
         "backoff_base_s": 0.01,
         "ready_poll_s": 0.02,
     }

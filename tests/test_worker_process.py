@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -70,8 +71,18 @@ async def test_sigterm_drains_in_flight_frames_and_loses_none(
             await publishing
             async with asyncio.timeout(60):
                 returncode = await process.wait()
-            # Events confirmed before the worker acked are all in the queue by now.
-            await asyncio.sleep(0.5)
+
+            # Every frame was either processed (its event arrives: the worker acks only
+            # once its events are confirmed) or is back in the queue: none lost. A lost
+            # frame leaves this waiting until the deadline; the assertion below says so.
+            async def accounted() -> int:
+                with_event = {event.frame_id for event in collector.events}
+                return len(with_event) + await messages_ready(amqp_url)
+
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(60):
+                    while await accounted() < len(frames):
+                        await asyncio.sleep(0.2)
             processed = {event.frame_id for event in collector.events}
         stderr = (await stderr_task).decode()
     finally:
@@ -82,7 +93,6 @@ async def test_sigterm_drains_in_flight_frames_and_loses_none(
 
     assert returncode == 0, stderr
     assert "draining" in stderr
-    # Every frame was either processed (its event arrived) or is still queued: none lost.
     left = await messages_ready(amqp_url)
     assert len(processed) + left == len(frames), (len(processed), left)
     assert 0 < len(processed) < len(frames)

@@ -40,6 +40,12 @@ def worker_settings(amqp_url: str, **overrides: Any) -> WorkerSettings:
         "worker_id": f"test-{uuid.uuid4().hex[:8]}",
         "drain_timeout_s": 10.0,
         "score_threshold": 0.5,
+        # The shipped budgets (2 s in the queue, 1.5 s from capture) are shorter than a
+        # loaded test machine may take between making a frame and the worker taking
+        # it: a frame dropped as stale would leave a test waiting for its event. Tests
+        # of the budgets themselves set them.
+        "queue_ttl_ms": 120_000,
+        "stale_after_ms": 120_000,
     }
     values.update(overrides)
     return WorkerSettings(**values)
@@ -101,7 +107,9 @@ async def messages_ready(url: str, name: str = "memelearning.frames") -> int:
         return queue.declaration_result.message_count
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Return once ``predicate()`` holds; the deadline is generous because it is only
+    reached when the test fails, and a loaded machine may be slow to get there."""
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.05)
