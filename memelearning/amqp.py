@@ -6,24 +6,37 @@ always verifies the broker: its certificate must chain to ``TLS_CA_FILE`` (or, u
 the system's trust store) and carry the URL's host name (or ``TLS_SERVER_NAME``).
 There is no switch to turn verification off; aiormq's ``?no_verify_ssl=1`` URL
 parameter is ignored because the context built here replaces aiormq's own.
+
+Every process connects through :func:`connect_robust`: a broker that is not there, or
+refuses the login, the virtual host or the TLS handshake, is a
+:class:`BrokerConnectError` whose message is one line naming the URL (password hidden)
+and what to check, and the connection's outages are logged once each
+(:mod:`memelearning.outages`).
 """
 
 from __future__ import annotations
 
+import errno
+import shlex
+import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Self
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
 from pamqp.common import FieldTable
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memelearning.amqp_decode import tolerate_non_utf8_short_strings
-from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, SettingsError
+from memelearning.logs import redact_url
+from memelearning.outages import watch_outages
+from memelearning.settings import DEFAULT_AMQP_URL, AmqpUrl, SettingsError, variable_name
 
 # Every process that talks to the broker imports this module (through its settings):
 # one hostile message must not close its connection (see memelearning/amqp_decode.py).
@@ -34,26 +47,42 @@ _TLS_FIELDS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_serve
 _SERVER_NAME_PATTERN: Final = r"^[A-Za-z0-9*]([A-Za-z0-9.:*-]{0,252})?$"
 
 
-class BrokerTlsError(ConnectionError):
+class BrokerConnectError(ConnectionError):
+    """Connecting to the broker failed: nothing answers, the login or the virtual host
+    was refused, or TLS failed. The message is one line that names the URL (password
+    hidden) and what to check; the ``memelearning`` command prints it and exits with
+    status 1, without a traceback."""
+
+
+class BrokerTlsError(BrokerConnectError):
     """A TLS handshake with the broker failed; the message says which setting to check."""
 
 
 class AmqpSettings(BaseSettings):
-    """Broker URL and TLS settings; a base class for each process's settings."""
+    """Broker URL and TLS settings; a base class for each process's settings.
+
+    Each setting's docstring is its documentation (``use_attribute_docstrings``):
+    ``memelearning settings`` turns them into docs/settings.md."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True)
 
     amqp_url: AmqpUrl = DEFAULT_AMQP_URL
-    # PEM bundle of the CA(s) that signed the broker's certificate; unset = the system
-    # trust store.
+    """The broker: `amqp://user:password@host:port/vhost` (`amqps://` for TLS).
+    Credentials are only read from the environment; logs show the URL without its
+    password."""
     tls_ca_file: Path | None = None
-    # Client certificate (PEM) for brokers that ask for one (mutual TLS); the file may
-    # hold the private key too, or set tls_key_file.
+    """PEM bundle of the CA(s) that signed the broker's certificate; unset = the
+    system's trust store."""
     tls_cert_file: Path | None = None
+    """Client certificate (PEM) for brokers that ask for one (mutual TLS); the file may
+    hold the private key too, or set `TLS_KEY_FILE`."""
     tls_key_file: Path | None = None
-    # Only for an encrypted private key; never logged.
+    """The client certificate's private key (PEM), when it is not in `TLS_CERT_FILE`."""
     tls_key_password: SecretStr | None = None
-    # The name the broker's certificate must carry when it is not the URL's host
-    # (e.g. connecting by IP address or through a tunnel).
+    """Only for an encrypted private key; never logged."""
     tls_server_name: str | None = Field(default=None, pattern=_SERVER_NAME_PATTERN)
+    """The name the broker's certificate must carry when it is not the URL's host (e.g.
+    connecting by IP address or through a tunnel)."""
 
     @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
     @classmethod
@@ -70,7 +99,7 @@ class AmqpSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_needs_amqps(self) -> Self:
-        var = self._variable
+        var = self.variable
         if self.amqp_url.scheme != "amqps":
             given = [var(name) for name in _TLS_FIELDS if getattr(self, name) is not None]
             if given:
@@ -84,8 +113,9 @@ class AmqpSettings(BaseSettings):
         return self
 
     @classmethod
-    def _variable(cls, field: str) -> str:
-        return (str(cls.model_config.get("env_prefix", "")) + field).upper()
+    def variable(cls, field: str) -> str:
+        """The environment variable that sets ``field`` (``MEMELEARNING_WORKER_…``)."""
+        return variable_name(cls, field)
 
     @property
     def uses_tls(self) -> bool:
@@ -103,31 +133,202 @@ class AmqpSettings(BaseSettings):
             key_file=self.tls_key_file,
             key_password=self.tls_key_password,
             server_name=self.tls_server_name,
-            variable=self._variable,
+            variable=self.variable,
         )
 
     def explain_connect_error(self, exc: BaseException) -> str | None:
         """What to check when connecting failed in the TLS handshake; None otherwise."""
         if not self.uses_tls:
             return None
-        return _explain_tls_failure(exc, self._variable, self.tls_cert_file is not None)
+        return _explain_tls_failure(exc, self.variable, self.tls_cert_file is not None)
 
     async def connect_robust(
         self, url: str | None = None, *, client_properties: FieldTable | None = None
     ) -> AbstractRobustConnection:
-        """``aio_pika.connect_robust`` with this TLS context (``url`` defaults to
-        ``amqp_url``; its query parameters still apply). A failed TLS handshake raises
-        :class:`BrokerTlsError` saying which setting to check."""
-        context = self.amqp_ssl_context()
-        try:
-            return await aio_pika.connect_robust(
-                url or str(self.amqp_url), ssl_context=context, client_properties=client_properties
-            )
-        except (aiormq.exceptions.AMQPConnectionError, OSError) as exc:
-            hint = self.explain_connect_error(exc)
-            if hint is None:
-                raise
-            raise BrokerTlsError(hint) from None
+        """:func:`connect_robust` with this TLS context (``url`` defaults to
+        ``amqp_url``; its query parameters still apply). Failing to connect raises
+        :class:`BrokerConnectError` (:class:`BrokerTlsError` for TLS) naming the variable
+        to check."""
+        return await connect_robust(
+            url or str(self.amqp_url),
+            ssl_context=self.amqp_ssl_context(),
+            client_properties=client_properties,
+            setting=self.variable("amqp_url"),
+            explain_tls=self.explain_connect_error,
+        )
+
+
+async def connect_robust(
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    client_properties: FieldTable | None = None,
+    setting: str = "the broker URL",
+    explain_tls: Callable[[BaseException], str | None] | None = None,
+) -> AbstractRobustConnection:
+    """``aio_pika.connect_robust``, with a failure to connect turned into a
+    :class:`BrokerConnectError` that says what to check (``setting`` names where the URL
+    comes from), and the connection's outages logged once each
+    (:func:`memelearning.outages.watch_outages`) rather than at every reconnect attempt."""
+    try:
+        connection = await aio_pika.connect_robust(
+            url, ssl_context=ssl_context, client_properties=client_properties
+        )
+    except (aiormq.exceptions.AMQPError, OSError) as exc:
+        hint = explain_tls(exc) if explain_tls is not None else None
+        if hint is not None:
+            shown = redact_url(url)
+            raise BrokerTlsError(f"cannot connect to RabbitMQ at {shown}: {hint}") from None
+        raise BrokerConnectError(describe_connect_failure(exc, url, setting)) from None
+
+    def diagnose(exc: BaseException) -> tuple[str, bool]:
+        hint = explain_tls(exc) if explain_tls is not None else None
+        if hint is not None:
+            return hint, True
+        failure = diagnose_connect_failure(exc, url, setting)
+        return f"{failure.reason}; {failure.fix}", failure.lasting
+
+    watch_outages(connection, redact_url(url), diagnose)
+    return connection
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailure:
+    """Why connecting to the broker failed, for a person."""
+
+    reason: str
+    """What happened, e.g. "connection refused: nothing listens on 127.0.0.1:1"."""
+    fix: str
+    """What to check or do about it."""
+    lasting: bool
+    """Whether it is configuration that retrying will not fix by itself (a refused login
+    or virtual host), rather than a broker that is not there (yet)."""
+
+
+def describe_connect_failure(exc: BaseException, url: str, setting: str) -> str:
+    """One line for a failure to connect to the broker at ``url``: the URL with its
+    password hidden, what happened and what to check (``setting`` names the variable
+    that holds the URL)."""
+    failure = diagnose_connect_failure(exc, url, setting)
+    return f"cannot connect to RabbitMQ at {redact_url(url)}: {failure.reason}; {failure.fix}"
+
+
+def diagnose_connect_failure(exc: BaseException, url: str, setting: str) -> ConnectFailure:
+    """What went wrong connecting to ``url``, from aiormq's exception (which carries
+    little: an unknown virtual host arrives as "Expected one of ['Connection.OpenOk']")."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+    user = unquote(parts.username or "guest")
+    # As aiormq reads it: the path without its leading slash, "/" when empty.
+    vhost = unquote(parts.path[1:]) or "/"
+    text = _exception_text(exc, parts.password)
+    cause = exc.__cause__
+    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
+        local = host in ("127.0.0.1", "::1", "localhost")
+        guest = (
+            "; RabbitMQ lets the guest user log in from localhost only"
+            if user == "guest" and not local
+            else ""
+        )
+        return ConnectFailure(
+            f"the broker refused the login of user {user!r} ({_first_word(text)})",
+            f"check the user name and password in {setting}{guest}",
+            lasting=True,
+        )
+    if isinstance(exc, aiormq.exceptions.AuthenticationError):
+        return ConnectFailure(
+            f"the broker does not offer the authentication mechanism asked for ({text})",
+            f"remove or fix the URL's auth= parameter in {setting}",
+            lasting=True,
+        )
+    if _vhost_refused(exc):
+        command = (
+            f"rabbitmqctl add_vhost {shlex.quote(vhost)} && rabbitmqctl set_permissions "
+            f"-p {shlex.quote(vhost)} {shlex.quote(user)} '.*' '.*' '.*'"
+        )
+        return ConnectFailure(
+            f"virtual host {vhost!r} does not exist or user {user!r} may not use it",
+            f"fix the URL's path in {setting}, or create it: {command}",
+            lasting=True,
+        )
+    if isinstance(exc, aiormq.exceptions.ConnectionClosed):
+        return ConnectFailure(
+            f"the broker closed the connection ({text})",
+            "see the broker's log for why",
+            lasting=False,
+        )
+    if isinstance(cause, ConnectionRefusedError) or _errno(exc) == errno.ECONNREFUSED:
+        return ConnectFailure(
+            f"connection refused: nothing listens on {host}:{port}",
+            f"start RabbitMQ there, or fix the host and port in {setting}",
+            lasting=False,
+        )
+    if isinstance(cause, socket.gaierror) or isinstance(exc, socket.gaierror):
+        return ConnectFailure(
+            f"cannot resolve the host name {host!r} ({_strerror(cause or exc)})",
+            f"fix the host in {setting}",
+            lasting=False,
+        )
+    if isinstance(cause, TimeoutError) or isinstance(exc, TimeoutError):
+        return ConnectFailure(
+            f"no answer from {host}:{port} (timed out)",
+            f"check that the broker is up and reachable from here, or fix the host and port "
+            f"in {setting}",
+            lasting=False,
+        )
+    if isinstance(cause, EOFError) or isinstance(exc, aiormq.exceptions.IncompatibleProtocolError):
+        return ConnectFailure(
+            f"{host}:{port} closed the connection during the AMQP handshake",
+            f"check that it is RabbitMQ's AMQP port (5672; 5671 for amqps://) in {setting} "
+            "and that the broker is up",
+            lasting=False,
+        )
+    return ConnectFailure(
+        text if isinstance(exc, OSError) else f"{type(exc).__name__}: {text}",
+        f"check that the broker is up and reachable, and the host and port in {setting}",
+        lasting=False,
+    )
+
+
+def _vhost_refused(exc: BaseException) -> bool:
+    # RabbitMQ answers connection.open for a vhost that does not exist (530 NOT_ALLOWED)
+    # or that the user may not use (403) with connection.close, which aiormq 7 reports
+    # as an unexpected frame, without the broker's reply text.
+    if isinstance(exc, aiormq.exceptions.InvalidFrameError):
+        return "Connection.OpenOk" in str(exc)
+    if isinstance(exc, aiormq.exceptions.ConnectionClosed):
+        return bool(exc.args) and exc.args[0] == 530
+    return False
+
+
+def _exception_text(exc: BaseException, password: str | None) -> str:
+    # aiormq keeps the wrapped OSError's (errno, message) as its args.
+    args = [a for a in exc.args if not isinstance(a, int)]
+    text = " ".join(str(a) for a in args) or str(exc) or type(exc).__name__
+    text = _first_line(text)
+    if password:
+        for secret in (password, unquote(password)):
+            text = text.replace(secret, "***")
+    return text
+
+
+def _errno(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, int) else None
+
+
+def _strerror(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return _exception_text(exc, None)
+
+
+def _first_word(text: str) -> str:
+    # "ACCESS_REFUSED - Login was refused using …": the code says it all.
+    return text.split(" - ", 1)[0]
 
 
 class _ServerNameContext(ssl.SSLContext):

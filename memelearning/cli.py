@@ -11,17 +11,32 @@ import sys
 from collections.abc import Sequence
 
 from memelearning import __version__
-from memelearning.amqp import BrokerTlsError
+from memelearning.amqp import BrokerConnectError
+from memelearning.listening import ListenError
 from memelearning.logs import setup_logging
 from memelearning.settings import SettingsError
 
 # Modules that define `register(subparsers)`; each keeps its heavy imports inside
 # the functions that run a subcommand.
-_COMPONENT_CLIS = ("worker.cli", "publisher.cli", "reactions.cli", "models.cli")
+_COMPONENT_CLIS = (
+    "worker.cli",
+    "publisher.cli",
+    "reactions.cli",
+    "models.cli",
+    "memelearning.variables",  # `memelearning settings`: the table of every setting
+)
+
+# For people running the command (the module docstring above is for developers).
+DESCRIPTION = (
+    "Gesture reactions for video meetings: publish participants' camera frames to "
+    "RabbitMQ, detect gestures in them with a fleet of workers, and show a GIF in the "
+    "meeting for each confirmed gesture. Run `memelearning COMMAND --help` for a "
+    "command's options."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memelearning", description=__doc__)
+    parser = argparse.ArgumentParser(prog="memelearning", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"memelearning {__version__}")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,8 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"memelearning {args.command}: {exc}", file=sys.stderr)
         return 2
-    except BrokerTlsError as exc:
-        # A configuration problem on one side or the other, not a crash: no traceback.
+    except BrokerConnectError as exc:
+        # The broker is not there or refused us (login, virtual host, TLS): one line
+        # naming the URL and what to check, not a traceback (docs/operations.md, exit
+        # statuses).
+        print(f"memelearning {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except ListenError as exc:
+        # Its port is taken (say by another worker): one line, not a traceback.
         print(f"memelearning {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

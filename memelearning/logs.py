@@ -6,6 +6,8 @@ import logging
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
+from memelearning.outages import install_log_filter
+
 
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(
@@ -15,6 +17,9 @@ def setup_logging(level: str = "INFO") -> None:
     )
     # aiormq logs every reconnect attempt with the full URL at DEBUG; keep it quiet.
     logging.getLogger("aiormq").setLevel(max(logging.INFO, logging.getLogger().level))
+    # A broker outage is one line when it starts and one when it ends, not aio-pika's
+    # lines at every reconnect attempt (memelearning/outages.py).
+    install_log_filter()
 
 
 def redact_url(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import AfterValidator, AnyUrl, UrlConstraints, ValidationError
@@ -35,11 +36,21 @@ class SettingsError(Exception):
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build ``cls`` from the environment (and ``overrides``), turning pydantic's
     validation error into one that names ``MEMELEARNING_…`` variables and never echoes
-    a secret's value."""
+    a secret's value. Warns first about ``MEMELEARNING_…`` variables that no process
+    reads (a misspelt setting), with the closest valid name."""
+    # Imported here: it imports every process's settings class, which import this module.
+    from memelearning.variables import warn_unknown_variables
+
+    warn_unknown_variables(os.environ)
     try:
         return cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_errors(cls, exc)) from None
+
+
+def variable_name(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets ``field`` of ``cls`` (its prefix + the name)."""
+    return (str(cls.model_config.get("env_prefix", "")) + field).upper()
 
 
 def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
@@ -47,7 +58,7 @@ def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
     lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
-        variable = (prefix + field).upper() if field else prefix.rstrip("_")
+        variable = variable_name(cls, field) if field else prefix.rstrip("_")
         info = cls.model_fields.get(field)
         # Also `SecretStr | None`, `dict[str, SecretStr]`, …: any type holding a secret.
         secret = info is not None and "SecretStr" in repr(info.annotation)

@@ -23,6 +23,7 @@ from publisher.sources import (
     ImageFolderSource,
     SourceError,
     SourceFrame,
+    SourceStats,
     VideoSource,
     open_source,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "PublisherStats",
     "SourceError",
     "SourceFrame",
+    "SourceStats",
     "VideoSource",
     "open_source",
     "parse_frame",

@@ -18,7 +18,13 @@ from publisher.errors import PublishError
 from publisher.publishing import FramePublisher, PublisherStats
 from publisher.settings import PublisherSettings
 from publisher.simulation import ParticipantSimulator, participant_names
-from publisher.sources import DEFAULT_QUALITY, SourceError, open_source
+from publisher.sources import (
+    DEFAULT_QUALITY,
+    ImageFolderSource,
+    SourceError,
+    VideoSource,
+    open_source,
+)
 from publisher.streaming import stream_frames
 
 EXIT_OK = 0
@@ -35,8 +41,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Simulate meeting participants, each sampled at --fps from SOURCE (a video "
             "file or a folder of .jpg/.png images), and publish their frames to RabbitMQ. "
             "The broker is configured with MEMELEARNING_PUBLISHER_* variables "
-            "(MEMELEARNING_PUBLISHER_AMQP_URL, …). Ctrl-C stops after the frames in "
-            "flight are confirmed; a second Ctrl-C stops at once."
+            "(MEMELEARNING_PUBLISHER_AMQP_URL, …). Images that cannot be read are skipped, "
+            "pictures over the worker's pixel limit are downscaled and frames over its "
+            "byte limit left out, each with a warning and a count in the summary. Ctrl-C "
+            "stops after the frames in flight are confirmed; a second Ctrl-C stops at once."
         ),
     )
     parser.add_argument("source", type=Path, metavar="SOURCE", help="video file or image folder")
@@ -85,13 +93,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(PublisherSettings)
     try:
-        simulator = _simulator(args)
+        source, simulator = _simulator(args)
     except (SourceError, ValueError) as exc:
         return _error(str(exc), EXIT_USAGE)
-    return asyncio.run(_publish(settings, simulator, progress=not args.no_progress))
+    return asyncio.run(_publish(settings, source, simulator, progress=not args.no_progress))
 
 
-def _simulator(args: argparse.Namespace) -> ParticipantSimulator:
+def _simulator(
+    args: argparse.Namespace,
+) -> tuple[ImageFolderSource | VideoSource, ParticipantSimulator]:
     names: list[str] = args.participant
     if names and args.participants is not None and args.participants != len(names):
         raise ValueError(
@@ -107,7 +117,7 @@ def _simulator(args: argparse.Namespace) -> ParticipantSimulator:
         loop=args.loop,
         hold=args.hold,
     )
-    return ParticipantSimulator(
+    return source, ParticipantSimulator(
         source,
         meeting_id=args.meeting,
         participants=participants,
@@ -118,7 +128,11 @@ def _simulator(args: argparse.Namespace) -> ParticipantSimulator:
 
 
 async def _publish(
-    settings: PublisherSettings, simulator: ParticipantSimulator, *, progress: bool
+    settings: PublisherSettings,
+    source: ImageFolderSource | VideoSource,
+    simulator: ParticipantSimulator,
+    *,
+    progress: bool,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -153,6 +167,10 @@ async def _publish(
         show(publisher.stats)
         bar.close()
         print(_summary(publisher.stats, time.monotonic() - started))
+        # Frames the worker would refuse are fitted or left out before sending: say so.
+        report = source.report()
+        if report is not None:
+            print(f"source: {report}")
     return code
 
 

@@ -43,6 +43,12 @@ ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # No webcam frame at meeting resolutions comes near this; anything bigger is not a frame.
 MAX_FRAME_BYTES: Final = 8 * 1024 * 1024
+# What a worker accepts by default (MEMELEARNING_WORKER_MAX_FRAME_BYTES and
+# MEMELEARNING_WORKER_MAX_FRAME_PIXELS); it dead-letters bigger frames as `too_large` and
+# `decompression_bomb`. The reference publisher downscales or leaves out frames over
+# these limits rather than send what will be refused.
+WORKER_MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
+WORKER_MAX_FRAME_PIXELS: Final = 4096 * 4096
 
 # A capture time outside these bounds is a unit mistake (seconds, microseconds) or garbage.
 _MIN_CAPTURE_MS: Final = 1_500_000_000_000  # 2017-07

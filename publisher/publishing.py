@@ -21,6 +21,7 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 
+from memelearning.amqp import BrokerConnectError
 from memelearning.logs import redact_url
 from publisher.errors import (
     MISSING_EXCHANGE_HINT,
@@ -139,10 +140,9 @@ class FramePublisher:
         url = self._settings.connection_url()
         try:
             self._connection = await self._settings.connect_robust(url)
-        except (aiormq.exceptions.AMQPConnectionError, OSError) as exc:
-            raise BrokerUnavailableError(
-                f"cannot connect to RabbitMQ at {redact_url(url)}: {self._redact(exc)}"
-            ) from None
+        except BrokerConnectError as exc:
+            # One line naming the URL (password hidden) and what to check.
+            raise BrokerUnavailableError(str(exc)) from None
         try:
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             assert isinstance(channel, AbstractRobustChannel)  # connect_robust gives robust ones
@@ -448,8 +448,3 @@ class FramePublisher:
         if count == 1 or count % _LOG_EVERY == 0:
             suffix = "" if count == 1 else f" ({count} times so far)"
             log.warning(message + suffix, *args)
-
-    def _redact(self, exc: BaseException) -> str:
-        text = str(exc) or type(exc).__name__
-        password = self._settings.amqp_url.password
-        return text.replace(password, "***") if password else text

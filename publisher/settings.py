@@ -15,24 +15,25 @@ class PublisherSettings(AmqpSettings):
     model_config = SettingsConfigDict(env_prefix="MEMELEARNING_PUBLISHER_", extra="forbid")
 
     # amqp_url and tls_*: memelearning.amqp.AmqpSettings
-    # Shown in the RabbitMQ management UI next to the connection.
     connection_name: Annotated[str, Field(min_length=1, max_length=128)] = "memelearning-publisher"
-    # Frames published but not yet confirmed by the broker; publish() waits when the
-    # window is full, so a slow broker slows the publisher down instead of growing memory.
+    """Shown in the RabbitMQ management UI next to the connection."""
     max_in_flight: Annotated[int, Field(ge=1)] = 256
-    # How long one publish attempt may wait for the broker's confirm.
+    """Frames published but not yet confirmed by the broker; publishing waits when the
+    window is full, so a slow broker slows the publisher down instead of growing its
+    memory."""
     confirm_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    # False for least-privilege deployments where the publisher may only write to the
-    # frames exchange: it then relies on the worker having declared it.
+    """How long one publish attempt may wait for the broker's confirm."""
     declare_exchange: bool = True
-    # Frames older than this (capture → now) are not re-sent after a reconnect: the
-    # worker queue's TTL would expire them anyway. 0 = never re-send.
+    """False for least-privilege deployments where the publisher may only write to the
+    frames exchange: it then relies on a worker having declared it."""
     max_frame_age_ms: Annotated[int, Field(ge=0)] = 2000
-    # aio-pika's robust connection waits this long before each reconnect attempt; its
-    # default (5 s) outlasts every frame in flight.
+    """Frames older than this (capture to now) are not re-sent after a reconnect: the
+    worker queue's TTL would expire them anyway. 0 = never re-send."""
     reconnect_interval_s: Annotated[float, Field(gt=0)] = 1.0
-    # AMQP heartbeat: how soon a dead broker (no TCP reset) is noticed.
+    """Seconds before each reconnect attempt after the broker went away; aio-pika's
+    default (5 s) outlasts every frame in flight."""
     heartbeat_s: Annotated[int, Field(ge=0)] = 10
+    """AMQP heartbeat in seconds: how soon a dead broker (no TCP reset) is noticed."""
 
     @field_validator("connection_name")
     @classmethod

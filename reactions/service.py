@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from memelearning.listening import listen_error
 from memelearning.logs import redact_url
 from publisher.protocol import ID_PATTERN
 from reactions.catalog import MEDIA_DIR, Catalog
@@ -105,7 +106,16 @@ class ReactionService:
         self._runner = web.AppRunner(self._http_app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http_host, s.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise listen_error(
+                exc,
+                host=s.http_host,
+                port=s.http_port,
+                serves="metrics, health and media",
+                env_prefix="MEMELEARNING_REACTIONS_",
+            ) from None
         self.http_port = _bound_port(self._runner)
         logger.info("http on %s:%d", s.http_host, self.http_port)
 

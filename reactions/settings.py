@@ -27,65 +27,85 @@ class ReactionsSettings(AmqpSettings):
 
     # -- broker (amqp_url and tls_*: memelearning.amqp.AmqpSettings)
     connection_name: str = "memelearning-reactions"
-    # Meetings this process serves; empty = every meeting. One process per partition of
-    # meetings: two processes serving the same meeting would both inject.
+    """Names the connection in the RabbitMQ management UI."""
     meetings: list[MeetingId] = []
-    # Unacked events in flight; events are tiny and handled in microseconds.
+    """Meetings this process serves (a JSON list); empty = every meeting. One process
+    per partition of meetings: two processes serving the same meeting would both
+    inject."""
     prefetch: Annotated[int, Field(ge=1)] = 256
+    """Unacked events in flight; events are tiny and handled in microseconds."""
 
     # -- decisions
-    # The catalog (labels → reactions → GIFs/videos, confirm and cooldown per reaction);
-    # unset = the packaged reactions/catalog.json.
     catalog: Path | None = None
-    # Event ids remembered for de-duplication (at-least-once delivery), and for how long.
+    """The catalog (labels to reactions to GIFs/videos, confirm and cooldown per
+    reaction); unset = the packaged reactions/catalog.json."""
     dedup_size: Annotated[int, Field(ge=1)] = 100_000
+    """Event ids remembered for de-duplication (delivery is at least once)."""
     dedup_ttl_s: Positive = 600.0
-    # Whether a meeting nobody has toggled shows reactions.
+    """How long an event id is remembered for de-duplication."""
     enabled_by_default: bool = True
-    # Per-meeting token bucket: sustained rate and burst of injected reactions.
+    """Whether a meeting nobody has toggled shows reactions."""
     rate_limit_per_minute: Positive = 12.0
+    """Per-meeting token bucket: the sustained rate of injected reactions."""
     rate_limit_burst: Annotated[int, Field(ge=1)] = 3
+    """Per-meeting token bucket: reactions that may be injected in a burst."""
 
     # -- injection (eyeson-style meeting REST API)
     meeting_api_url: HttpUrl = AnyUrl("http://127.0.0.1:8090")
-    # Sent as the Authorization header when set; never logged.
+    """The meeting platform's REST API (eyeson-style)."""
     api_key: SecretStr | None = None
-    # meeting id → room access key, e.g. '{"standup": "VgoCc…"}'. A meeting not listed
-    # uses its meeting id as the access key (unless access_key_fallback is false, in
-    # which case its reactions are dropped). Access keys grant room control: they are
-    # never logged either.
+    """Sent as the Authorization header when set; never logged."""
     access_keys: dict[str, SecretStr] = {}
+    """Meeting id to room access key as JSON, e.g. `{"standup": "VgoCc…"}`. A meeting not
+    listed uses its meeting id as the access key (unless `ACCESS_KEY_FALLBACK` is
+    false, in which case its reactions are dropped). Access keys grant room control:
+    they are never logged either."""
     access_key_fallback: bool = True
-    # layer = overlay image/GIF via POST /rooms/{key}/layers (cleared after display_s);
-    # playback = the catalog's video via POST /rooms/{key}/playbacks.
+    """Whether a meeting missing from `ACCESS_KEYS` uses its meeting id as its access
+    key."""
     injection_mode: Literal["layer", "playback"] = "layer"
+    """`layer` = an overlay image/GIF via `POST /rooms/{key}/layers`, cleared after
+    `DISPLAY_S`; `playback` = the catalog's video via `POST /rooms/{key}/playbacks`."""
     layer_z_index: Literal[-1, 1] = 1
+    """The overlay's layer: 1 = in front of the video, -1 = behind it."""
     display_s: Positive = 4.0
-    # Where the meeting platform fetches media from: catalog paths are resolved against
-    # it. Unset = this process's own /media/ route (fine for local runs and the demo).
+    """How long an overlay stays before it is cleared (`layer` mode)."""
     media_base_url: HttpUrl | None = None
+    """Where the meeting platform fetches media from: catalog paths are resolved against
+    it. Unset = this process's own `/media/` route (fine for local runs and the demo)."""
     request_timeout_s: Positive = 3.0
-    # Attempts per request (first try included) on 5xx, 429, timeouts, connection errors.
+    """Timeout of one request to the meeting API."""
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    """Attempts per request (the first included) on 5xx, 429, timeouts and connection
+    errors."""
     backoff_base_s: Positive = 0.2
+    """First pause between attempts; it doubles at each retry (with full jitter)."""
     backoff_max_s: Positive = 5.0
-    # Room-ready gate: a layer set before the room is ready is lost, so wait for it.
+    """Longest pause between attempts."""
     ready_timeout_s: Positive = 15.0
+    """How long to wait for a room to become ready: a layer set before the room is
+    ready is lost."""
     ready_poll_s: Positive = 0.5
-    # Once seen ready, a room is trusted for this long before asking again.
+    """How often to ask whether a room is ready while waiting for it."""
     ready_cache_s: Positive = 60.0
-    # A reaction that waited longer than this (slow API, room not ready) is dropped.
+    """Once seen ready, a room is trusted for this long before asking again."""
     stale_after_s: Positive = 20.0
-    # Reactions waiting per meeting while its API is slow; more are dropped.
+    """A reaction that waited longer than this (slow API, room not ready) is dropped."""
     meeting_queue_size: Annotated[int, Field(ge=1)] = 4
-    # A meeting's injection task ends after this long idle.
+    """Reactions waiting per meeting while its API is slow; more are dropped."""
     meeting_idle_s: Positive = 120.0
+    """A meeting's injection task ends after this long idle."""
 
     # -- process
-    http_host: str = "0.0.0.0"
-    # /metrics, /livez, /readyz, /media/, /meetings/{id}/reactions; 0 = a free port.
+    http_host: str = "127.0.0.1"
+    """Address for `/metrics`, `/livez`, `/readyz`, `/media/` and
+    `/meetings/{id}/reactions`: loopback unless configured (the chart and
+    docker-compose set 0.0.0.0 for probes, scrapes and media fetched from outside the
+    container)."""
     http_port: Annotated[int, Field(ge=0, le=65535)] = 9102
+    """Port of those endpoints; 0 = a free port."""
     drain_timeout_s: Positive = 10.0
+    """On SIGTERM, how long the injections under way may take to finish."""
 
     def access_key_for(self, meeting_id: str) -> str | None:
         key = self.access_keys.get(meeting_id)

@@ -11,7 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 from pamqp.common import FieldTable
 
-from memelearning.amqp import AmqpSettings, build_ssl_context
+from memelearning.amqp import AmqpSettings, build_ssl_context, connect_robust
 from worker.events import EVENTS_EXCHANGE, binding_key
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,7 @@ async def connect(
     if tls is not None:
         return await tls.connect_robust(amqp_url, client_properties=properties)
     context = build_ssl_context() if amqp_url.startswith("amqps:") else None
-    return await aio_pika.connect_robust(
-        amqp_url, ssl_context=context, client_properties=properties
-    )
+    return await connect_robust(amqp_url, ssl_context=context, client_properties=properties)
 
 
 def binding_keys(meetings: Sequence[str] = (), label: str | None = None) -> list[str]:

@@ -50,6 +50,18 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# A port already taken (say by a worker from an earlier run, which would then answer
+# the readiness check below for ours) stops the demo before it starts anything.
+require_free_port() {  # PORT VARIABLE
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "port $1 is already taken (an earlier demo still running?): stop that process or set $2 to a free port" >&2
+    exit 1
+  fi
+}
+require_free_port "$PORT" MEMELEARNING_WORKER_HTTP_PORT
+require_free_port "${DEMO_PAGE_PORT:-8090}" DEMO_PAGE_PORT
+require_free_port "${MEMELEARNING_REACTIONS_HTTP_PORT:-9102}" MEMELEARNING_REACTIONS_HTTP_PORT
+
 setsid memelearning --log-level WARNING worker &
 pids+=($!)
 echo "waiting for the worker to load and warm up its model…" >&2
@@ -57,6 +69,7 @@ until memelearning worker check --port "$PORT" >/dev/null 2>&1; do
   kill -0 "${pids[0]}" 2>/dev/null || { echo "the worker exited" >&2; exit 1; }
   sleep 1
 done
+kill -0 "${pids[0]}" 2>/dev/null || { echo "the worker exited" >&2; exit 1; }
 echo "worker ready; metrics on http://127.0.0.1:$PORT/metrics" >&2
 
 # The meeting side: a local simulator of the meeting platform's REST API that also

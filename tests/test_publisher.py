@@ -41,8 +41,8 @@ def _connections(broker: Broker, vhost: str, name: str) -> list[dict[str, Any]]:
 
 def _wait_for_connection(broker: Broker, vhost: str, name: str) -> None:
     """Return once the management API lists a client connection called ``name`` (its
-    statistics lag a second or two behind)."""
-    deadline = time.monotonic() + 10
+    statistics lag up to their collection interval, 5 s, behind; more under load)."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if _connections(broker, vhost, name):
             return
@@ -95,7 +95,7 @@ def user(broker: Broker, vhost: str, amqp_url: str) -> Iterator[_User]:
 
 async def _until_disconnected(pub: FramePublisher) -> None:
     # aio-pika has no awaitable for "connection lost"; the client notices within ms.
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while pub.connected:
             await asyncio.sleep(0.002)
 
@@ -247,8 +247,11 @@ async def test_the_connection_is_named_in_the_management_ui(
 
 
 async def test_frames_survive_a_broker_outage(user: _User, amqp_url: str) -> None:
-    # given a publisher streaming frames
-    settings = _settings(user.url, max_in_flight=8, reconnect_interval_s=0.1)
+    # given a publisher streaming frames (re-sent however long the outage lasts on a
+    # loaded machine: dropping old frames has its own test below)
+    settings = _settings(
+        user.url, max_in_flight=8, reconnect_interval_s=0.1, max_frame_age_ms=120_000
+    )
     sent: list[str] = []
 
     async def outage() -> None:
@@ -264,8 +267,9 @@ async def test_frames_survive_a_broker_outage(user: _User, amqp_url: str) -> Non
                 await pub.publish(frame)
                 sent.append(frame.message_id)
             # when its connection is closed and refused for a while, and frames keep coming
+            # (until the outage is over, however long the broker's API takes to get there)
             cut = asyncio.create_task(outage())
-            while len(sent) < 150:
+            while len(sent) < 150 or not cut.done():
                 frame = make_frame(len(sent))
                 await pub.publish(frame)  # blocks while the window is full
                 sent.append(frame.message_id)
@@ -274,7 +278,7 @@ async def test_frames_survive_a_broker_outage(user: _User, amqp_url: str) -> Non
             await cut
             await pub.flush()
         # then every frame is confirmed, some after being re-sent on a new connection
-        assert (pub.stats.confirmed, pub.stats.failed) == (150, 0)
+        assert (pub.stats.confirmed, pub.stats.failed) == (len(sent), 0)
         assert pub.stats.retried > 0
         received = await queue.drain()
     assert {m.message_id for m in received} == set(sent)

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run a detection worker (settings: MEMELEARNING_WORKER_* variables)",
         description="Consume frames, run the detector in batches, publish reaction events. "
         "Every setting is a MEMELEARNING_WORKER_* environment variable (see "
-        "docs/operations.md); the options below override them. Broker credentials are "
+        "docs/settings.md); the options below override them. Broker credentials are "
         "only read from the environment, never from the command line.",
     )
     parser.add_argument("--model-dir", type=Path, help="exported SavedModel directory")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from memelearning.listening import listen_error
+
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST_LINE = 8192
@@ -36,9 +38,20 @@ class HealthServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, self._host, self._port, limit=_MAX_REQUEST_LINE
-        )
+        """Listen; raises :class:`~memelearning.listening.ListenError` when the address
+        cannot be had (port taken by another process, host not local)."""
+        try:
+            self._server = await asyncio.start_server(
+                self._handle, self._host, self._port, limit=_MAX_REQUEST_LINE
+            )
+        except OSError as exc:
+            raise listen_error(
+                exc,
+                host=self._host,
+                port=self._port,
+                serves="metrics and health",
+                env_prefix="MEMELEARNING_WORKER_",
+            ) from None
         log.info("metrics and health on http://%s:%d/", self._host, self.port)
 
     async def close(self) -> None:

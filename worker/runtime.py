@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from worker.detector import ContractDetector
+from memelearning.settings import SettingsError
+from worker.detector import ContractDetector, ModelError
 from worker.litert import TFLITE_FILE, litert_available
 from worker.settings import WorkerSettings
 
@@ -22,7 +23,17 @@ def choose_runtime(settings: WorkerSettings) -> str:
 
 
 def load_detector(settings: WorkerSettings) -> ContractDetector:
-    """Load the model with the runtime :func:`choose_runtime` picks (blocking)."""
+    """Load the model with the runtime :func:`choose_runtime` picks (blocking). A model
+    that cannot be served with these settings raises :class:`SettingsError` naming the
+    variable to fix (``MEMELEARNING_WORKER_MODEL_DIR``, ``…_THRESHOLDS``, …)."""
+    try:
+        return _load(settings)
+    except ModelError as exc:
+        variable = settings.variable(exc.setting or "model_dir")
+        raise SettingsError(f"{variable}: {exc}") from None
+
+
+def _load(settings: WorkerSettings) -> ContractDetector:
     s = settings
     runtime = choose_runtime(s)
     log.info("runtime %s (MEMELEARNING_WORKER_RUNTIME=%s)", runtime, s.runtime)

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from memelearning.amqp import AmqpSettings
+from publisher.protocol import WORKER_MAX_FRAME_BYTES, WORKER_MAX_FRAME_PIXELS
 
 # The shipped model; until the trained one lands this directory may not exist and
 # the operator must point MEMELEARNING_WORKER_MODEL_DIR at an exported model.
@@ -27,66 +28,95 @@ class WorkerSettings(AmqpSettings):
 
     # -- broker (amqp_url and tls_*: memelearning.amqp.AmqpSettings)
     connection_name: str = "memelearning-worker"
-    # aio-pika's robust connection waits this long before each reconnect attempt. Its
-    # default (5 s) outlasts the queue TTL: after a broker restart, frames published
-    # once it is back would expire while the worker still waits to reconnect.
+    """Names the connection in the RabbitMQ management UI (followed by `WORKER_ID`)."""
     reconnect_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    """Seconds before each reconnect attempt after the broker went away. aio-pika's
+    default (5 s) outlasts `QUEUE_TTL_MS`: frames published once the broker is back
+    would expire while the worker still waited to reconnect."""
     queue: str = "memelearning.frames"
+    """The frames queue every worker of the fleet consumes (a quorum queue)."""
     dead_letter_exchange: str = "memelearning.frames.dlx"
-    # Receives everything the frames queue dead-letters; see worker/topology.py.
+    """Where the frames queue dead-letters frames (see worker/topology.py)."""
     triage_queue: str = "memelearning.frames.triage"
-    # Frames an operator should look at, each with an x-reject-reason header.
+    """Receives everything the frames queue dead-letters: workers count the frames that
+    expired or overflowed and move the rest to `DEAD_LETTER_QUEUE`, with a reason."""
     dead_letter_queue: str = "memelearning.frames.dead"
-    # Only fresh frames matter: older ones expire in the queue.
+    """Frames an operator should look at, each with an `x-reject-reason` header."""
     queue_ttl_ms: Annotated[int, Field(gt=0)] = 2000
-    # Bounds memory on the broker during a backlog; the oldest frames go first.
+    """Frames older than this expire in the queue: only fresh frames matter. A queue
+    argument, so every worker must use the same value."""
     queue_max_length: Annotated[int, Field(gt=0)] = 10_000
-    # Deliveries (across the whole fleet) before a frame that keeps crashing workers
-    # is dead-lettered by the broker.
+    """Bounds the broker's memory during a backlog; the oldest frames go first."""
     delivery_limit: Annotated[int, Field(gt=0)] = 3
-    # Frames are biometric data: even poison frames must not stay on the broker forever.
+    """Deliveries (across the whole fleet) before the broker dead-letters a frame that
+    keeps crashing workers."""
     dead_letter_ttl_ms: Annotated[int, Field(gt=0)] = 3_600_000
+    """How long dead-lettered frames are kept: frames are biometric data, so even
+    poison frames must not stay on the broker forever."""
     dead_letter_max_length: Annotated[int, Field(gt=0)] = 10_000
-    # Unacked frames this worker may hold; 0 = 2 x max_batch (one batch in the model,
-    # one filling up behind it).
+    """At most this many dead-lettered frames are kept; the oldest go first."""
     prefetch: Annotated[int, Field(ge=0)] = 0
+    """Unacked frames this worker may hold; 0 = 2 x `MAX_BATCH` (one batch in the
+    model, one filling up behind it)."""
 
     # -- batching
     max_batch: Annotated[int, Field(ge=1, le=1024)] = 16
+    """Frames per model call at most."""
     max_wait_ms: Annotated[float, Field(ge=0)] = 10.0
-    # Frames older than this (capture → start of processing) are acked as stale
-    # and never run through the model.
+    """How long a partial batch waits for more frames before it goes to the model."""
     stale_after_ms: Annotated[int, Field(gt=0)] = 1500
-    max_frame_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
-    max_frame_pixels: Annotated[int, Field(gt=0)] = 4096 * 4096
+    """Frames older than this (capture to start of processing) are acked as stale and
+    never run through the model."""
+    max_frame_bytes: Annotated[int, Field(gt=0)] = WORKER_MAX_FRAME_BYTES
+    """Larger frames are dead-lettered as `too_large` (the default is the frame
+    contract's, which publishers read to stay within it)."""
+    max_frame_pixels: Annotated[int, Field(gt=0)] = WORKER_MAX_FRAME_PIXELS
+    """Frames with more pixels are dead-lettered as `decompression_bomb` (the default
+    is the frame contract's)."""
     decode_threads: Annotated[int, Field(ge=1)] = 2
+    """Threads decoding JPEG frames beside the model."""
 
     # -- model
     model_dir: Path = DEFAULT_MODEL_DIR
+    """The exported model to serve (a SavedModel and/or `model.tflite`, with
+    `label_map.pbtxt`); the shipped gesture model by default."""
     score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    # Per-label thresholds, e.g. MEMELEARNING_WORKER_THRESHOLDS='{"like": 0.7}'.
+    """Minimum score for a detection to become an event, for labels the model and
+    `THRESHOLDS` do not set."""
     thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
-    # Labels the model has but that never become events (must exist in the label map).
+    """Per-label minimum scores as JSON, e.g. `{"like": 0.7}`; they override those the
+    model ships. Every label must be one the model has."""
     ignore_labels: list[str] = []
+    """Labels (a JSON list) the model has but that never become events."""
     input_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (320, 320)
-    # Which runtime runs the model: "litert" (model.tflite with LiteRT/XNNPACK, the
-    # fastest on CPU), "tensorflow" (the SavedModel; the reference and the GPU path), or
-    # "auto": litert when the model has model.tflite and ai-edge-litert is installed.
+    """Model input `[height, width]` when neither the model's signature nor its
+    `model.json` fixes it."""
     runtime: Literal["auto", "tensorflow", "litert"] = "auto"
-    # LiteRT threads inside one model call; 0 = one per usable core.
+    """What runs the model: `litert` (`model.tflite` with LiteRT/XNNPACK, the fastest on
+    CPU), `tensorflow` (the SavedModel; the reference and the GPU path), or `auto`:
+    litert when the model has `model.tflite` and ai-edge-litert is installed."""
     litert_threads: Annotated[int, Field(ge=0)] = 0
-    # TensorFlow threads; 0 lets TensorFlow decide.
+    """LiteRT threads inside one model call; 0 = one per usable core."""
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    """TensorFlow threads inside one operation; 0 lets TensorFlow decide."""
     inter_op_threads: Annotated[int, Field(ge=0)] = 0
+    """TensorFlow threads running operations side by side; 0 lets TensorFlow decide."""
 
     # -- process
     worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=128)
-    http_host: str = "0.0.0.0"
-    # /metrics, /livez, /readyz; 0 = pick a free port (tests).
+    """This worker in events, logs and the management UI; default `<host name>-<pid>`."""
+    http_host: str = "127.0.0.1"
+    """Address for `/metrics`, `/livez`, `/readyz`: loopback unless configured (the
+    chart and docker-compose set 0.0.0.0 for probes and scrapes from outside the
+    container)."""
     http_port: Annotated[int, Field(ge=0, le=65535)] = 9100
-    # Must stay below Kubernetes' terminationGracePeriodSeconds.
+    """Port for `/metrics`, `/livez`, `/readyz`; 0 = pick a free port (tests)."""
     drain_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    """On SIGTERM, how long to finish the frames in hand before closing; must stay below
+    Kubernetes' terminationGracePeriodSeconds."""
     confirm_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """How long to wait for the broker to confirm an event (or a dead-lettered frame)
+    before the frame goes back to the queue for another try."""
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:
