@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
@@ -11,6 +12,40 @@ if TYPE_CHECKING:
     from reactions.simulator import MeetingSimulator
 
 pytest_plugins = ["tests.model_fixtures", "tests.broker_node"]
+
+# The files that take longest (one to three minutes each on two busy cores), longest
+# first. scripts/check runs pytest-xdist with `--dist loadfile --no-loadscope-reorder`:
+# each worker takes the next file in collection order when it runs out, so these start
+# first and the many short files fill in at the end, rather than one worker running
+# the last long file alone while the other idles. Order only: a file missing from
+# this list runs all the same (in its usual place, after these).
+LONGEST_FILES_FIRST: Final = (
+    "test_training.py",
+    "test_gesture_model.py",
+    "test_fault_broker_restart.py",
+    "test_bench_smoke.py",
+    "test_fuzz.py",
+    "test_faults_worker.py",
+    "test_default_model.py",
+    "test_faults_poison.py",
+    "test_tls.py",
+    "test_secrets.py",
+    "test_frames_private.py",
+    "test_hand_tracking.py",
+    "test_detector.py",
+    "test_faults_backlog.py",
+    "test_worker_process.py",
+    "test_chart.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Only in an xdist worker: a plain `pytest` run keeps the alphabetical order.
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+    # A stable sort: the tests of one file keep their order.
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")
