@@ -51,7 +51,7 @@ from models.frame_scores import (
     summarize,
 )
 from models.labels import normalise_sign
-from models.model_card import write_model_card
+from models.model_card import PRODUCTION_SETS, fmt_figure, production_table, write_model_card
 from models.peer_baseline import peer_frames
 from models.training import TrainConfig, load_splits
 from models.voc import Annotation
@@ -390,18 +390,10 @@ def evaluate(
     return metrics
 
 
-_SETS: Final = (
-    ("hands_test", "hands/test (one person; 3-/4-finger hands are out of vocabulary)"),
-    ("signs_held_out", "signs/, people held out of training"),
-)
-
-
 def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
     """The production-view figures, ours beside the peer's where it was scored."""
 
-    def cell(value: float | None, digits: int = 3) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
+    cell = fmt_figure
     production = metrics.get("production") or {}
     peer = metrics.get("peer") or {}
     lines = [
@@ -417,22 +409,9 @@ def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
         "one. Peer: MediaPipe's stock Gesture Recognizer on the same frames "
         "(`models/peer.py`), its gesture reported at score >= 0.5.",
         "",
-        "| data | who | frames | hands found | false gestures / 100 frames "
-        "| out-of-vocabulary named | gesture mAP@0.5 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        *production_table(metrics),
     ]
-    for key, title in _SETS:
-        for who, figures in (("ours", production.get(key)), ("peer", peer.get(key))):
-            if not figures:
-                continue
-            gestures = figures.get("gestures") or {}
-            lines.append(
-                f"| {title} | {who} | {figures['frames']} | {cell(figures['hands_found'])} "
-                f"| {cell(figures['false_gestures_per_100_frames'], 1)} "
-                f"| {cell(figures['out_of_vocabulary_named'])} "
-                f"| {cell(gestures.get('mean_ap'))} |"
-            )
-    for key, title in _SETS:
+    for key, title in PRODUCTION_SETS:
         groups = (production.get(key) or {}).get("per_group") or {}
         if groups:
             lines += ["", f"Per person, {title}:", "", "| person | frames | hands found |"]

@@ -10,7 +10,7 @@ from typing import Any, Final
 CARD_FILE: Final = "MODEL_CARD.md"
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def fmt_figure(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -76,13 +76,13 @@ def write_model_card(
             "",
             "| metric | value |",
             "|---|---:|",
-            f"| hand AP@0.5, `hands/test` | {_fmt(metrics['hand_ap50_hands_test'])} |",
+            f"| hand AP@0.5, `hands/test` | {fmt_figure(metrics['hand_ap50_hands_test'])} |",
             f"| hand AP@0.5, held-out people of `signs/` | "
-            f"{_fmt(metrics['hand_ap50_signs_held_out'])} |",
+            f"{fmt_figure(metrics['hand_ap50_signs_held_out'])} |",
             f"| gesture classifier accuracy, held-out crops | "
-            f"{_fmt(metrics['classifier_accuracy'])} |",
+            f"{fmt_figure(metrics['classifier_accuracy'])} |",
             f"| gesture mAP@0.5, `hands/test` (0→fist, 1→one, 2→peace, 5→palm) | "
-            f"{_fmt(metrics['gesture_map50_hands_test'])} |",
+            f"{fmt_figure(metrics['gesture_map50_hands_test'])} |",
         ]
         lines += [
             f"| {key.replace('_', ' ')} (this machine) | {value:.1f} |"
@@ -124,34 +124,50 @@ def write_model_card(
     return path
 
 
-def _production_lines(metrics: Mapping[str, Any]) -> list[str]:
-    """The figures through the worker's decode path, beside MediaPipe's where scored."""
+PRODUCTION_SETS: Final = (
+    ("hands_test", "`hands/test`"),
+    ("signs_held_out", "held-out people of `signs/`"),
+)
+
+
+def production_table(metrics: Mapping[str, Any]) -> list[str]:
+    """The figures through the worker's decode path, ours beside the peer's where it
+    was scored: one Markdown table (empty when the metrics hold none)."""
     production = metrics.get("production") or {}
     peer = metrics.get("peer") or {}
     if not production:
         return []
     lines = [
-        "",
-        "Through the worker's own decode path (hands found at IoU >= 0.5; gestures "
-        "reported at the shipped thresholds; peer = MediaPipe's stock Gesture Recognizer "
-        "on the same frames):",
-        "",
-        "| data | who | hands found | false gestures / 100 frames | out-of-vocabulary "
-        "named | gesture mAP@0.5 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| data | who | frames | hands found | false gestures / 100 frames "
+        "| out-of-vocabulary named | gesture mAP@0.5 |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for key, title in (("hands_test", "`hands/test`"), ("signs_held_out", "held-out people")):
+    for key, title in PRODUCTION_SETS:
         for who, figures in (("ours", production.get(key)), ("peer", peer.get(key))):
             if not figures:
                 continue
             gestures = figures.get("gestures") or {}
             lines.append(
-                f"| {title} | {who} | {_fmt(figures['hands_found'])} "
-                f"| {_fmt(figures['false_gestures_per_100_frames'], 1)} "
-                f"| {_fmt(figures['out_of_vocabulary_named'])} "
-                f"| {_fmt(gestures.get('mean_ap'))} |"
+                f"| {title} | {who} | {figures['frames']} | {fmt_figure(figures['hands_found'])} "
+                f"| {fmt_figure(figures['false_gestures_per_100_frames'], 1)} "
+                f"| {fmt_figure(figures['out_of_vocabulary_named'])} "
+                f"| {fmt_figure(gestures.get('mean_ap'))} |"
             )
     return lines
+
+
+def _production_lines(metrics: Mapping[str, Any]) -> list[str]:
+    table = production_table(metrics)
+    if not table:
+        return []
+    return [
+        "",
+        "Through the worker's own decode path (hands found at IoU >= 0.5; gestures "
+        "reported at the shipped thresholds; peer = MediaPipe's stock Gesture Recognizer "
+        "on the same frames):",
+        "",
+        *table,
+    ]
 
 
 def _command(recipe: Mapping[str, Any]) -> str:
