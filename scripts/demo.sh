@@ -2,9 +2,13 @@
 # The demo: a local broker, a worker, the reactions service, a simulated meeting
 # with a live page, and participants streaming real webcam frames into it.
 # Ctrl-C stops everything.
-#   DEMO_SOURCE        image folder or video to stream (default: ../shared/data/signs/sniiitik,
-#                      a person the shipped model never saw in training)
-#   DEMO_PARTICIPANTS  simulated participants (default 3)   DEMO_FPS  per participant (default 2)
+#   By default three participants stream real webcam frames (README, "The demo"):
+#     ana  ../shared/data/hands/test       fists, one finger, peace signs, open palms (wave)
+#     bo   ../shared/data/signs/aniket-singh-01  ASL signs, among them OK and call-me
+#     cy   ../shared/data/signs/sniiitik   ASL words only: some shapes read as gestures
+#   DEMO_SOURCE        instead, one image folder or video for every participant
+#   DEMO_PARTICIPANTS  participants streaming DEMO_SOURCE (default 3)
+#   DEMO_FPS           frames per second per participant (default 2)
 #   DEMO_HOLD          frames each still image is held for, like a held pose (default 4):
 #                      the reactions service confirms a gesture over a few frames
 #   MEMELEARNING_WORKER_MODEL_DIR  the model to serve (default: the shipped one)
@@ -17,7 +21,8 @@ export VENV="${VENV:-$ROOT/.venv}"
 EXTRAS=tf,litert bash scripts/bootstrap.sh
 export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
-SOURCE="${DEMO_SOURCE:-$ROOT/../shared/data/signs/sniiitik}"
+SOURCE="${DEMO_SOURCE:-}"
+DATA="$ROOT/../shared/data"
 PARTICIPANTS="${DEMO_PARTICIPANTS:-3}"
 FPS="${DEMO_FPS:-2}"
 HOLD="${DEMO_HOLD:-4}"
@@ -88,8 +93,22 @@ sleep 1
 echo >&2
 echo "  ▶ open http://127.0.0.1:$SIM_PORT/ to watch the meeting (Ctrl-C stops the demo)" >&2
 echo >&2
-setsid memelearning --log-level WARNING publish --meeting demo --participants "$PARTICIPANTS" \
-  --fps "$FPS" --hold "$HOLD" --loop "$@" "$SOURCE" &
-publisher=$!
-pids+=("$publisher")
-wait "$publisher"
+publish() {
+  setsid memelearning --log-level WARNING publish --meeting demo --fps "$FPS" --hold "$HOLD" \
+    --loop --no-progress "$@" &
+  publishers+=($!)
+  pids+=($!)
+}
+publishers=()
+if [ -n "$SOURCE" ]; then
+  publish --participants "$PARTICIPANTS" "$SOURCE"
+else
+  # Each participant streams a person of the shared data. The gesture head trained on
+  # HaGRID crops, plus the 3- and 4-finger hands of hands/train (the same person as
+  # hands/test, as `none`); stage one trained on none of them.
+  publish --participant ana "$DATA/hands/test"
+  publish --participant bo "$DATA/signs/aniket-singh-01"
+  publish --participant cy "$DATA/signs/sniiitik"
+fi
+# The demo runs until Ctrl-C (or a publisher stops, e.g. on a broker error).
+wait -n "${publishers[@]}"
