@@ -47,6 +47,7 @@ from models.frame_scores import (
     OUT_OF_VOCABULARY,
     UNKNOWN,
     ScoredFrame,
+    gesture_detection,
     load_frame,
     summarize,
 )
@@ -211,20 +212,6 @@ def hand_ap(frames: Sequence[ScoredFrame]) -> DetectionResult:
     return average_precision(truths, [list(f.hands) for f in frames], classes=[HAND])
 
 
-def gesture_result(frames: Sequence[ScoredFrame], classes: Sequence[str]) -> DetectionResult:
-    """Gesture AP@0.5 over ``classes``, for the precision-recall chart."""
-    truths = [
-        [
-            t if t.label in classes else GroundTruth(c, t.box, difficult=True)
-            for t in frame.truths
-            for c in ([t.label] if t.label in classes else classes)
-        ]
-        for frame in frames
-    ]
-    predictions = [[g for g in frame.gestures if g.label in classes] for frame in frames]
-    return average_precision(truths, predictions, classes=list(classes))
-
-
 def classifier_accuracy(
     model: _Model, samples: Sequence[Any], batch_size: int = 64
 ) -> ClassificationResult:
@@ -318,7 +305,7 @@ def evaluate(
     hands_result = hand_ap(hands_frames)
     signs_result = hand_ap(signs_frames)
     gestures = sorted(set(FINGERS_TO_GESTURE.values()))
-    gestures_result = gesture_result(hands_frames, gestures)
+    gestures_result = gesture_detection(hands_frames, gestures)
     crops_result = classifier_accuracy(model, splits.crops.test)
     hand_floor = float(model.meta.get("config", {}).get("hand_threshold", 0.5))
     production = {

@@ -145,7 +145,7 @@ def _check_box(box: Box, where: str) -> None:
         raise ValueError(f"{where}: box must be (ymin, xmin, ymax, xmax) with min <= max: {box}")
 
 
-def _iou(box: Box, others: FloatArray) -> FloatArray:
+def iou(box: Box, others: FloatArray) -> FloatArray:
     """IoU of ``box`` with each row of ``others`` (shape ``[n, 4]``)."""
     ymin = np.maximum(box[0], others[:, 0])
     xmin = np.maximum(box[1], others[:, 1])
@@ -189,7 +189,7 @@ def _class_ap(
     for i in order:
         score, image, box = preds[i]
         if len(gt_boxes[image]):
-            overlaps = _iou(box, gt_boxes[image])
+            overlaps = iou(box, gt_boxes[image])
             best = int(np.argmax(overlaps))
             # VOC devkit (VOCevaldet.m): the best-overlapping object only, ">=" threshold;
             # a second hit on an already matched object is a false positive.

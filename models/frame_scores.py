@@ -18,7 +18,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from models.evaluation import GroundTruth, Prediction, average_precision
+from models.evaluation import (
+    DetectionResult,
+    GroundTruth,
+    Prediction,
+    average_precision,
+    iou,
+)
 
 OUT_OF_VOCABULARY: Final = "no_gesture"
 """Truth label of a hand that makes none of our gestures (three or four fingers up)."""
@@ -56,18 +62,6 @@ class ScoredFrame:
     reactions side)."""
 
 
-def _iou(box: Sequence[float], others: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    if not len(others):
-        return np.zeros(0)
-    low = np.maximum(others[:, :2], box[:2])
-    high = np.minimum(others[:, 2:], box[2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=1)
-    area = np.prod(others[:, 2:] - others[:, :2], axis=1)
-    box_area = (box[2] - box[0]) * (box[3] - box[1])
-    out: npt.NDArray[np.float64] = inter / np.maximum(area + box_area - inter, 1e-12)
-    return out
-
-
 def _inside_share(box: Sequence[float], hands: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     low = np.maximum(hands[:, :2], box[:2])
     high = np.minimum(hands[:, 2:], box[2:])
@@ -82,13 +76,13 @@ def truth_found(truth: GroundTruth, hands: npt.NDArray[np.float64]) -> bool:
     two-handed sign boxed as one — the hull of the hand boxes lying inside it does."""
     if not len(hands):
         return False
-    if _iou(truth.box, hands).max() >= IOU:
+    if iou(truth.box, hands).max() >= IOU:
         return True
     inside = hands[_inside_share(truth.box, hands) >= INSIDE]
     if len(inside) < 2:
         return False
     hull = np.array([[*inside[:, :2].min(axis=0), *inside[:, 2:].max(axis=0)]])
-    return bool(_iou(truth.box, hull)[0] >= IOU)
+    return bool(iou(truth.box, hull)[0] >= IOU)
 
 
 def _boxes(predictions: Iterable[Prediction], min_score: float) -> npt.NDArray[np.float64]:
@@ -120,7 +114,7 @@ def false_gestures_per_100(
     for frame in frames:
         for gesture in frame.reported:
             same = [t.box for t in frame.truths if t.label == gesture.label]
-            if same and _iou(gesture.box, np.asarray(same, np.float64)).max() >= IOU:
+            if same and iou(gesture.box, np.asarray(same, np.float64)).max() >= IOU:
                 continue
             if not count_unknown and _on_unknown(gesture, frame.truths):
                 continue
@@ -133,7 +127,7 @@ def _on_unknown(gesture: Prediction, truths: Sequence[GroundTruth]) -> bool:
     for truth in truths:
         if truth.label != UNKNOWN:
             continue
-        if _iou(truth.box, box)[0] >= IOU or _inside_share(truth.box, box)[0] >= INSIDE:
+        if iou(truth.box, box)[0] >= IOU or _inside_share(truth.box, box)[0] >= INSIDE:
             return True
     return False
 
@@ -148,11 +142,11 @@ def out_of_vocabulary_rate(frames: Sequence[ScoredFrame]) -> tuple[int, int]:
             if truth.label != OUT_OF_VOCABULARY:
                 continue
             total += 1
-            named += bool(len(reported)) and bool(_iou(truth.box, reported).max() >= IOU)
+            named += bool(len(reported)) and bool(iou(truth.box, reported).max() >= IOU)
     return named, total
 
 
-def gesture_ap(frames: Sequence[ScoredFrame], classes: Sequence[str]) -> dict[str, Any]:
+def gesture_detection(frames: Sequence[ScoredFrame], classes: Sequence[str]) -> DetectionResult:
     """Per-class AP@0.5 over ``classes``; truth of other labels is "difficult" in
     every class (whatever is named there is neither right nor wrong), and predictions
     of other labels are left out."""
@@ -167,7 +161,12 @@ def gesture_ap(frames: Sequence[ScoredFrame], classes: Sequence[str]) -> dict[st
                 image_truths += [GroundTruth(c, truth.box, difficult=True) for c in classes]
         truths.append(image_truths)
         predictions.append([g for g in frame.gestures if g.label in classes])
-    result = average_precision(truths, predictions, classes=list(classes))
+    return average_precision(truths, predictions, classes=list(classes))
+
+
+def gesture_ap(frames: Sequence[ScoredFrame], classes: Sequence[str]) -> dict[str, Any]:
+    """:func:`gesture_detection`'s mean and per-class AP, as the report stores them."""
+    result = gesture_detection(frames, classes)
     return {
         "mean_ap": result.mean_ap,
         "per_class": {label: {"ap": c.ap, "n_gt": c.n_gt} for label, c in result.per_class.items()},

@@ -197,7 +197,8 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         shape = tf.stack([tf.shape(frames)[0], slots])
         box_grid = tf.scatter_nd(where, boxes, tf.concat([shape, [4]], axis=0))
         score_grid = tf.scatter_nd(where, presence, shape)
-        return self._best_hands(box_grid, score_grid, score_threshold, slots)
+        boxes, scores, count, _ = self._best_hands(box_grid, score_grid, score_threshold, slots)
+        return boxes, scores, count
 
     def _best_hands(
         self,
@@ -205,19 +206,22 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         scores: tf.Tensor,
         score_threshold: float | None,
         slots: int,
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        extras: Sequence[tf.Tensor] = (),
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list[tf.Tensor]]:
         """Hands above the threshold, best first, with two regions of one hand (two
-        palm detections) reduced to one."""
+        palm detections) reduced to one: boxes, scores, counts, and ``extras``
+        (``[N, K]`` values per hand) in the same order; empty slots are zero."""
         threshold = self.config.hand_threshold if score_threshold is None else score_threshold
         order = tf.math.top_k(scores, k=slots).indices
-        boxes = tf.gather(boxes, order, batch_dims=1)
-        scores = tf.gather(scores, order, batch_dims=1)
+        boxes, scores, *extras = (
+            tf.gather(t, order, batch_dims=1) for t in (boxes, scores, *extras)
+        )
         keep = greedy_nms_mask(boxes, scores >= threshold, self.config.nms_iou)
         index, live = first_slots(keep, scores, slots)
         livef = tf.cast(live, tf.float32)
         boxes = tf.gather(boxes, index, batch_dims=1) * livef[..., None]
-        scores = tf.gather(scores, index, batch_dims=1) * livef
-        return boxes, scores, tf.reduce_sum(tf.cast(live, tf.int32), axis=1)
+        scores, *extras = (tf.gather(t, index, batch_dims=1) * livef for t in (scores, *extras))
+        return boxes, scores, tf.reduce_sum(tf.cast(live, tf.int32), axis=1), extras
 
     # -- stage two -------------------------------------------------------------------
     def _classify(
@@ -318,22 +322,10 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
             probability = tf.stack([f[3] for f in found])[None]
             # The same choice of hands as the SavedModel: best presence first, two
             # regions of one hand reduced to one, below the threshold dropped.
-            order = tf.math.top_k(presence, k=slots).indices
-            boxes, presence, classes, probability = (
-                tf.gather(t, order, batch_dims=1) for t in (boxes, presence, classes, probability)
+            boxes, presence, count, (classes, probability) = self._best_hands(
+                boxes, presence, None, slots, (classes, probability)
             )
-            keep = greedy_nms_mask(boxes, presence >= threshold, self.config.nms_iou)
-            index, live = first_slots(keep, presence, slots)
-            livef = tf.cast(live, tf.float32)
-            boxes, presence, classes, probability = (
-                tf.gather(t, index, batch_dims=1) for t in (boxes, presence, classes, probability)
-            )
-            return _sorted_outputs(
-                boxes * livef[..., None],
-                classes * livef,
-                probability * presence * livef,
-                tf.reduce_sum(tf.cast(live, tf.int32), axis=1),
-            )
+            return _sorted_outputs(boxes, classes, probability * presence, count)
 
         return serve_tflite.get_concrete_function()
 

@@ -30,7 +30,6 @@ INPUT_SIZE: Final = 192
 # (feature-map size, anchors per cell) for BlazePalm's SSD anchors: strides 8 and 16
 # (three stride-16 layers share one grid), two anchors per layer and cell.
 _GRIDS: Final = ((24, 2), (12, 6))
-NUM_ANCHORS: Final = sum(size * size * per_cell for size, per_cell in _GRIDS)
 
 
 @functools.cache
@@ -75,7 +74,7 @@ def letterbox(images: tf.Tensor, size: int = INPUT_SIZE) -> tuple[tf.Tensor, Let
 
 class HandDetector(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hints
     """BlazePalm-lite over variables: :meth:`raw_keypoints` is the network (palm boxes,
-    keypoints and scores per anchor), :meth:`decode` turns box outputs into boxes."""
+    keypoints and scores per anchor); :mod:`models.hand_tracking` decodes them."""
 
     def __init__(self, graph: ImportedGraph) -> None:
         super().__init__(name="hand_detector")
@@ -91,15 +90,10 @@ class HandDetector(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
     def from_tflite(cls, path: Path) -> HandDetector:
         return cls(import_tflite(path, name="hand_detector"))
 
-    def raw(self, images01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """``[N, 192, 192, 3]`` in [0, 1] → regressors ``[N, 2016, 4]`` (pixels) and
-        logits ``[N, 2016]``."""
-        regressors, logits = self._graph(images01)
-        return regressors[..., :4], logits[..., 0]
-
     def raw_keypoints(self, images01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Like :meth:`raw`, with all 18 regressor outputs: the box, then seven palm
-        keypoints (x, y), each relative to its anchor, in input pixels."""
+        """``[N, 192, 192, 3]`` in [0, 1] → regressors ``[N, 2016, 18]`` (the palm box,
+        then seven palm keypoints (x, y), each relative to its anchor, in input pixels)
+        and logits ``[N, 2016]``."""
         regressors, logits = self._graph(images01)
         return regressors, logits[..., 0]
 
@@ -107,12 +101,3 @@ class HandDetector(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
     def anchors(self) -> tf.Tensor:
         """``[2016, 2]`` anchor centres (y, x), normalized."""
         return self._anchors
-
-    def decode(self, regressors: tf.Tensor) -> tf.Tensor:
-        """Regressors → boxes ``[N, 2016, 4]`` (ymin, xmin, ymax, xmax), letterbox units."""
-        r = regressors / float(INPUT_SIZE)
-        cx = r[..., 0] + self._anchors[:, 1]
-        cy = r[..., 1] + self._anchors[:, 0]
-        half_w = tf.abs(r[..., 2]) / 2.0
-        half_h = tf.abs(r[..., 3]) / 2.0
-        return tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=-1)

@@ -37,17 +37,16 @@ ROI_SHIFT: Final = 0.5
 _WRIST: Final = 0
 _MIDDLE_KNUCKLE: Final = 2
 LANDMARK_INPUT: Final = 224
-NUM_LANDMARKS: Final = 21
 
 
 @dataclass(frozen=True, slots=True)
 class PalmCandidates:
     """Up to ``slots`` palms per frame, best first: ``rois [N, S, 4]`` (centre x,
-    centre y, side, rotation; frame pixels and radians), ``scores [N, S]`` and
-    ``live [N, S]`` (False for empty slots)."""
+    centre y, side, rotation; frame pixels and radians) and ``live [N, S]`` (False for
+    empty slots). The palm scores are not kept: the landmark network's presence score
+    decides what is a hand."""
 
     rois: tf.Tensor
-    scores: tf.Tensor
     live: tf.Tensor
 
 
@@ -139,7 +138,7 @@ def palm_candidates(
     pixels_x = (roi_x - placement.offset_x) * frame_side
     pixels_y = (roi_y - placement.offset_y) * frame_side
     rois = tf.stack([pixels_x, pixels_y, roi_side * frame_side, rotation], axis=-1)
-    return PalmCandidates(rois=rois, scores=pick(top.values) * tf.cast(live, tf.float32), live=live)
+    return PalmCandidates(rois=rois, live=live)
 
 
 def _upright_rotation(dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:

@@ -27,6 +27,7 @@ from models.base_models import (
     PALM_DETECTOR,
     base_model_paths,
 )
+from models.evaluation import iou
 from models.imagefolder import ImageSample, read_image_folder
 from models.labels import class_agnostic, normalise_hands, normalise_sign
 from models.splits import Split, group_split, stratified_split
@@ -325,28 +326,15 @@ def calibrate_box_scale(
             continue
         centre = (predicted[:, :2] + predicted[:, 2:]) / 2
         half = (predicted[:, 2:] - predicted[:, :2]) / 2
-        truth = np.array(
-            [
-                (b.ymin / annotation.height, b.xmin / annotation.width,
-                 b.ymax / annotation.height, b.xmax / annotation.width)
-                for b in annotation.boxes
-            ]
-        )  # fmt: skip
+        truth = [
+            (b.ymin / annotation.height, b.xmin / annotation.width,
+             b.ymax / annotation.height, b.xmax / annotation.width)
+            for b in annotation.boxes
+        ]  # fmt: skip
         for i, scale in enumerate(BOX_SCALES):
             grown = np.clip(np.concatenate([centre - half * scale, centre + half * scale], 1), 0, 1)
-            found[i] += (_iou(truth, grown).max(axis=1) >= 0.5).sum()
+            found[i] += sum(iou(box, grown).max() >= 0.5 for box in truth)
     return BOX_SCALES[int(found.argmax())]
-
-
-def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=-1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    out: npt.NDArray[np.float64] = inter / np.maximum(union, 1e-9)
-    return out
 
 
 def provenance(data_root: Path, splits: DataSplits, config: TrainConfig) -> dict[str, Any]:
