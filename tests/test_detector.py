@@ -231,6 +231,33 @@ def test_per_label_thresholds_override_the_default(
     assert labels_of(detector.detect(mixed_frame)) == ["green"]
 
 
+def test_thresholds_shipped_in_model_json_apply_under_the_settings(
+    colour_model_dir: Path, mixed_frame: Frames, tmp_path: Path
+) -> None:
+    # Given a model that ships red above its score (0.6) and green below its own (0.3)
+    model = copy_model(colour_model_dir, tmp_path / "model")
+    metadata = json.loads((model / "model.json").read_text())
+    metadata["thresholds"] = {"red": 0.61, "green": 0.3}
+    (model / "model.json").write_text(json.dumps(metadata))
+    # When it is loaded with a default that would pass red and stop green
+    shipped = Detector.load(model, default_threshold=0.5)
+    # Then the shipped thresholds win over the default
+    assert shipped.thresholds == {"red": 0.61, "green": 0.3, "blue": 0.5}
+    assert labels_of(shipped.detect(mixed_frame)) == ["green"]
+    # And the worker's own per-label setting wins over the shipped one
+    overridden = Detector.load(model, default_threshold=0.5, thresholds={"red": 0.5})
+    assert labels_of(overridden.detect(mixed_frame)) == ["red", "green"]
+
+
+def test_thresholds_in_model_json_must_be_scores(colour_model_dir: Path, tmp_path: Path) -> None:
+    model = copy_model(colour_model_dir, tmp_path / "model")
+    metadata = json.loads((model / "model.json").read_text())
+    metadata["thresholds"] = {"red": 1.5}
+    (model / "model.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match="thresholds must map label names to scores"):
+        Detector.load(model)
+
+
 def test_ignored_labels_are_never_reported(colour_model_dir: Path, mixed_frame: Frames) -> None:
     # Given red ignored and everything else reported
     detector = Detector.load(colour_model_dir, default_threshold=0.0, ignore_labels=["red"])
