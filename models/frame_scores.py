@@ -46,6 +46,11 @@ def load_frame(path: Path, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
     return out
 
 
+GESTURE_ALIASES: Final = {"stop": "palm", "stop_inverted": "palm"}
+"""Scored as ``palm``: the three open-hand labels differ only in which way the palm
+faces, which ``hands/`` does not annotate, and all three are one reaction (wave)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredFrame:
     """One frame's truth and a detector's outputs on it (normalized boxes)."""

@@ -17,6 +17,14 @@ HAND = "hand"
 HANDS_LABELS = ("0-hand", "1-hand", "2-hand", "3-hand", "4-hand", "5-hand")
 """``hands/`` labels: the number of open fingers."""
 
+FINGERS_TO_GESTURE: Mapping[str, str] = {
+    "0-hand": "fist",
+    "1-hand": "one",
+    "2-hand": "peace",
+    "5-hand": "palm",
+}
+"""``hands/`` finger counts that are gestures of ours (3 and 4 fingers are none)."""
+
 SIGN_WORDS = frozenset(
     {
         "bed", "call", "correct", "cry", "deaf", "door", "eat", "good", "hat", "hello",

@@ -41,6 +41,9 @@ growth 1.0 / 1.1 / 1.2 / 1.3 / 1.4; 1.3 suits both (all and 83 % of truths match
 IoU >= 0.5, against 94 % and 57 % ungrown)."""
 REPORT_SCORE: Final = 0.5
 """The score at or above which a peer gesture counts as reported."""
+PEER_GESTURES: Final = frozenset({"like", "dislike", "peace", "palm", "fist", "one"})
+"""Our gestures the peer has a class for (``models.peer.TO_OURS``, which this module
+does not import: that one runs in the peer's own environment)."""
 HAND: Final = "hand"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,8 +29,11 @@ from models.base_models import (
     base_model_paths,
 )
 from models.evaluation import iou
+from models.frame_hands import FrameHands, collect
+from models.frame_labels import gesture_frames, sign_gesture
+from models.frame_scores import load_frame
 from models.imagefolder import ImageSample, read_image_folder
-from models.labels import class_agnostic, normalise_hands, normalise_sign
+from models.labels import FINGERS_TO_GESTURE, class_agnostic, normalise_hands, normalise_sign
 from models.splits import Split, group_split, stratified_split
 from models.voc import Annotation, VocDataset, read_voc_dir
 
@@ -62,13 +66,22 @@ class TrainConfig:
     out_of_vocabulary_negatives: bool = True
     """Train ``none`` on the real 3- and 4-finger hands of ``hands/train`` too, so
     hands that make no gesture of ours are not named one."""
+    frame_hands: bool = True
+    """Train the head on the annotated hands of real frames too, found and cropped by
+    the model's own stage one (:mod:`models.frame_hands`): ``hands/train`` (finger
+    counts) and the gesture frames of the ``signs/`` people not held out."""
+    frame_hand_passes: int = 3
+    """Copies of each real hand: as served, then with the box and light jittered."""
+    frame_hand_repeat: int = 3
+    """How many times over the head sees the real hands per epoch (a few hundred
+    hands beside ten thousand crops)."""
     limit: int | None = None
     """Use at most this many images per source (smoke runs); None = all."""
     max_hands: int = 4
     hand_threshold: float = 0.5
     input_size: tuple[int, int] = (360, 480)
     name: str = "memelearning-gestures"
-    version: str = "2"
+    version: str = "3"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,6 +90,7 @@ class DataSplits:
     calibration: list[Annotation]
     """Frames of the training people (``hands/train``, the training people of
     ``signs/``): the hand box's scale is calibrated on them."""
+    hands_train: list[Annotation]
     hands_test: list[Annotation]
     signs: Split[Annotation]
     crops: Split[ImageSample]
@@ -132,6 +146,7 @@ def load_splits(data_root: Path, config: TrainConfig) -> DataSplits:
         validation = _per_label(validation, limit)
     return DataSplits(
         calibration=list(hands_train) + list(signs_split.train),
+        hands_train=list(hands_train),
         hands_test=list(hands_test),
         signs=signs_split,
         crops=crops_split,
@@ -205,8 +220,15 @@ def train(
     ``run_dir/model``; returns that directory."""
     import tensorflow as tf
 
-    from models.classifier_training import HeadTrainingConfig, extract_features, train_head
-    from models.gesture_classifier import CropAugment, GestureHead, LandmarkFeatures
+    from models.classifier_training import (
+        Features,
+        HeadTrainingConfig,
+        extract_features,
+        train_head,
+    )
+    from models.cross_validation import leave_one_person_out
+    from models.frame_hands import training_arrays
+    from models.gesture_classifier import CROP_SIZE, CropAugment, GestureHead, LandmarkFeatures
     from models.gesture_model import GestureModel, ModelConfig, export
     from models.hand_detector import HandDetector
 
@@ -220,8 +242,21 @@ def train(
     detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
     features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
 
+    base_config = ModelConfig(
+        max_hands=config.max_hands,
+        hand_threshold=config.hand_threshold,
+        input_size=config.input_size,
+    )
+    # The head object is shared: the box scale and the real hands only need stage one,
+    # and the model exported at the end serves the head trained below.
+    dimension = int(features(tf.zeros([1, CROP_SIZE, CROP_SIZE, 3]))[0].shape[1])
+    head = GestureHead(splits.gesture_labels, dimension, seed=config.seed)
+    unscaled = GestureModel(detector, features, head, replace(base_config, box_scale=1.0))
+    box_scale = calibrate_box_scale(unscaled, splits.calibration, config.input_size)
+    model = GestureModel(detector, features, head, replace(base_config, box_scale=box_scale))
+
     logger.info("stage 2: %d training crops for the gesture head", len(splits.crops.train))
-    train_features = extract_features(
+    crop_features = extract_features(
         splits.crops.train,
         splits.gesture_labels,
         features,
@@ -231,13 +266,19 @@ def train(
         cache=run_dir / "head" / "train_features.npz",
         desc="crop features",
     )
-    head = GestureHead(splits.gesture_labels, train_features.x.shape[1], seed=config.seed)
-    train_head(
-        head,
-        train_features,
-        run_dir / "head",
-        HeadTrainingConfig(epochs=config.head_epochs, seed=config.seed),
+    frames = real_hands(model, splits, config, run_dir / "head" / "frame_hands.pkl")
+    held_out = frozenset(a.group for a in splits.signs.test)
+    x, y = training_arrays(
+        [f for f in frames if f.group not in held_out],
+        splits.gesture_labels,
+        config.frame_hand_repeat,
     )
+    train_features = Features(
+        np.concatenate([crop_features.x, x]) if len(x) else crop_features.x,
+        np.concatenate([crop_features.y, y]),
+    )
+    head_config = HeadTrainingConfig(epochs=config.head_epochs, seed=config.seed)
+    train_head(head, train_features, run_dir / "head", head_config)
     validation = extract_features(
         splits.crops_validation,
         splits.gesture_labels,
@@ -250,22 +291,86 @@ def train(
     )
     probabilities = tf.nn.softmax(head.logits(tf.constant(validation.x))).numpy()
     thresholds = calibrate_thresholds(probabilities, validation.y, splits.gesture_labels)
-
-    base_config = ModelConfig(
-        max_hands=config.max_hands,
-        hand_threshold=config.hand_threshold,
-        input_size=config.input_size,
-    )
-    unscaled = GestureModel(detector, features, head, replace(base_config, box_scale=1.0))
-    box_scale = calibrate_box_scale(unscaled, splits.calibration, config.input_size)
     logger.info("hand box scale %.2f; thresholds %s", box_scale, thresholds)
-    model = GestureModel(detector, features, head, replace(base_config, box_scale=box_scale))
+    signs_people = sorted({f.group for f in frames} - {HANDS_GROUP})
+    unseen = (
+        leave_one_person_out(
+            frames,
+            crop_features,
+            head_config,
+            people=signs_people,
+            labels=splits.gesture_labels,
+            shipped=head,
+            held_out=held_out,
+            repeat=config.frame_hand_repeat,
+            thresholds=thresholds,
+            default_threshold=THRESHOLD_FLOOR,
+            hand_score=config.hand_threshold,
+        )
+        if signs_people
+        else None
+    )
     out = run_dir / MODEL_SUBDIR
     meta = provenance(data_root, splits, config)
     meta["thresholds"] = thresholds
+    meta["people_unseen"] = unseen
     export(model, out, meta)
     logger.info("exported %s", out)
     return out
+
+
+HANDS_GROUP: Final = "hands/train"
+
+
+def _finger_gesture(annotation: Annotation, box: Any) -> str | None:
+    fingers = normalise_hands(box.raw_label or box.label)
+    if fingers in OUT_OF_VOCABULARY:
+        return NONE_LABEL
+    return FINGERS_TO_GESTURE.get(fingers or "")
+
+
+def _sign_gesture(annotation: Annotation, box: Any) -> str | None:
+    return sign_gesture(annotation.group, box.raw_label)
+
+
+def real_hands(
+    model: Any, splits: DataSplits, config: TrainConfig, cache: Path
+) -> list[FrameHands]:
+    """The annotated hands of ``hands/train`` and of every ``signs/`` gesture frame
+    (held-out people included: they are scored, never trained on), through the
+    model's stage one; cached in ``cache`` (features only)."""
+    if not config.frame_hands:
+        return []
+    if cache.is_file():
+        with cache.open("rb") as stored:
+            frames: list[FrameHands] = pickle.load(stored)  # our own cache
+        return frames
+    hands_train = [replace(a, group=HANDS_GROUP) for a in splits.hands_train]
+    signs = gesture_frames([*splits.signs.train, *splits.signs.test])
+    frames = [
+        *collect(
+            model,
+            hands_train,
+            _finger_gesture,
+            input_size=config.input_size,
+            passes=config.frame_hand_passes,
+            seed=config.seed,
+            desc="hands/train",
+        ),
+        *collect(
+            model,
+            signs,
+            _sign_gesture,
+            input_size=config.input_size,
+            passes=config.frame_hand_passes,
+            seed=config.seed,
+            desc="signs/ gestures",
+        ),
+    ]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("wb") as out:
+        pickle.dump(frames, out)
+    return frames
 
 
 THRESHOLD_PRECISION: Final = 0.95
@@ -311,15 +416,11 @@ def calibrate_box_scale(
     wrist and the skin around the joints, landmarks do not. ``model`` must have
     ``box_scale`` 1."""
     import tensorflow as tf
-    from PIL import Image
 
-    height, width = input_size
     hands = tf.function(model.hands)
     found = np.zeros(len(BOX_SCALES))
     for annotation in tqdm(annotations, desc="box scale", unit="frame"):
-        with Image.open(annotation.image_path) as image:
-            rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-            frame = np.asarray(rgb)
+        frame = load_frame(annotation.image_path, input_size)
         boxes, _, valid = hands(tf.constant(frame[None]))
         predicted = boxes[0, : int(valid[0])].numpy()
         if not len(predicted):

@@ -18,6 +18,7 @@ from models import peer
 from models.peer_baseline import (
     DEFAULT_GROWTH,
     DEFAULT_PEER_PYTHON,
+    PEER_GESTURES,
     PeerFailed,
     PeerUnavailable,
     grow_box,
@@ -177,3 +178,9 @@ def test_the_stock_recognizer_names_fingers_on_real_frames() -> None:
     agree = sum(n == t for n, t in zip(named, truth, strict=True))
     assert agree >= len(truth) * 2 // 3, list(zip(truth, named, strict=True))
     assert all(f.seconds > 0 for f in frames)
+
+
+def test_the_report_knows_which_of_our_gestures_the_peer_has_a_class_for() -> None:
+    # The report prints "no such class" instead of the peer's 0 for the others; the
+    # list is kept apart from models/peer.py (which runs in the peer's environment).
+    assert set(peer.TO_OURS.values()) == PEER_GESTURES

@@ -1,0 +1,54 @@
+"""Scoring a person with a head that never saw them (models/cross_validation.py) and
+the real-hand training arrays (models/frame_hands.py), on hand-made frames: what the
+served model would report, and how many times the head sees each real hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.cross_validation import score_frame
+from models.frame_hands import FrameHands, training_arrays
+
+LABELS = ("fist", "none", "palm", "stop")
+BOXES = np.array([[0.1, 0.1, 0.4, 0.3], [0.5, 0.6, 0.9, 0.9]], np.float32)
+
+
+def _frame(samples: tuple[tuple[str, np.ndarray], ...] = ()) -> FrameHands:
+    return FrameHands(
+        group="someone",
+        truths=(("fist", (0.1, 0.1, 0.4, 0.3)),),
+        boxes=BOXES,
+        presence=np.array([0.9, 0.8], np.float32),
+        features=np.zeros((2, 3), np.float32),
+        samples=samples,
+    )
+
+
+def test_a_hand_is_named_its_best_gesture_never_none_scored_with_its_presence() -> None:
+    probabilities = np.array([[0.30, 0.60, 0.05, 0.05], [0.05, 0.10, 0.15, 0.70]], np.float32)
+    scored = score_frame(_frame(), probabilities, LABELS, {"fist": 0.5, "stop": 0.5}, 0.5)
+    first, second = scored.gestures
+    # `none` is likelier, but the exported model names the best gesture: the score
+    # (0.3 x 0.9) keeps it from being reported.
+    assert first.label == "fist" and abs(first.score - 0.27) < 1e-6
+    # stop is scored as palm, as the evaluation does for all open hands.
+    assert second.label == "palm" and abs(second.score - 0.56) < 1e-6
+    assert [p.label for p in scored.reported] == ["palm"]
+    assert [p.score for p in scored.hands] == [float(np.float32(0.9)), float(np.float32(0.8))]
+    assert scored.truths[0].label == "fist" and scored.group == "someone"
+
+
+def test_thresholds_decide_what_is_reported() -> None:
+    probabilities = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.1, 0.1, 0.7]], np.float32)
+    scored = score_frame(_frame(), probabilities, LABELS, {"fist": 0.85, "stop": 0.5}, 0.5)
+    # fist 0.81 < its 0.85; stop 0.56 >= 0.5
+    assert [p.label for p in scored.reported] == ["palm"]
+
+
+def test_real_hands_are_repeated_with_all_their_passes() -> None:
+    frame = _frame((("fist", np.ones((3, 4), np.float32)), ("none", np.zeros((3, 4), np.float32))))
+    x, y = training_arrays([frame, _frame()], ("fist", "none"), repeat=2)
+    assert x.shape == (12, 4)
+    assert list(y) == [0, 0, 0, 1, 1, 1] * 2
+    empty_x, empty_y = training_arrays([_frame()], ("fist", "none"), repeat=3)
+    assert len(empty_x) == len(empty_y) == 0
