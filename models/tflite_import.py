@@ -1,7 +1,7 @@
 """Rebuild a float TFLite graph as TensorFlow ops over trainable variables.
 
-MediaPipe's hand models (Apache-2.0) ship only as ``.tflite`` files. To fine-tune
-them and to join them with our own layers into one SavedModel, we read the
+MediaPipe's hand and face models (Apache-2.0) ship only as ``.tflite`` files. To
+fine-tune them and to join them with our own layers into one SavedModel, we read the
 flatbuffer with TensorFlow's own schema bindings and replay its operators with the
 equivalent ``tf.nn`` ops. Weights become ``tf.Variable`` objects (fp16 weights are
 widened to fp32), so they train, save and convert like any other variable.
@@ -60,7 +60,7 @@ class ImportedGraph:
     variables: list[tf.Variable] = field(default_factory=list)
     tensors: dict[str, int] = field(default_factory=dict)
     _ops: list[_Op] = field(default_factory=list)
-    _constants: dict[int, tf.Tensor | tf.Variable] = field(default_factory=dict)
+    _constants: dict[int, tf.Tensor | tf.Variable | npt.NDArray[Any]] = field(default_factory=dict)
     _input: int = 0
     _outputs: tuple[int, ...] = ()
 
@@ -137,10 +137,19 @@ def import_tflite(path: Path, *, name: str, trainable: bool = True) -> ImportedG
                 imported._constants[index] = (
                     _as_weight(data, names[index], name, trainable, imported)
                     if weight
-                    else tf.constant(data)
+                    else _fixed(data)
                 )
         imported._ops.append(_Op(op_name, inputs, outputs, op.builtinOptions))
     return imported
+
+
+def _fixed(data: npt.NDArray[Any]) -> npt.NDArray[Any] | tf.Tensor:
+    """A constant that is not a weight. Integer ones (shapes, axes, permutations, slice
+    bounds) stay NumPy values, so each use is a constant of the graph being traced:
+    captured tensors reach the branches of a condition (TFLite ``IF``) as arguments,
+    shapes computed from them are unknown there, and the TFLite converter cannot make a
+    convolution whose input shape it does not know a built-in one."""
+    return data if data.dtype.kind in "iu" else tf.constant(data)
 
 
 def _constant(model: Any, graph: Any, index: int) -> npt.NDArray[Any] | None:
@@ -222,7 +231,10 @@ def _add(op: _Op, args: list[Any]) -> list[tf.Tensor]:
 
 def _prelu(op: _Op, args: list[Any]) -> list[tf.Tensor]:
     x, alpha = args
-    return [tf.maximum(x, 0.0) + alpha * tf.minimum(x, 0.0)]
+    # Written as the TFLite converter's PReLU pattern, so the export keeps one PRELU op
+    # per activation instead of four element-wise ops (equal in value: relu(-x) is
+    # -min(x, 0) exactly).
+    return [tf.nn.relu(x) + tf.negative(alpha) * tf.nn.relu(tf.negative(x))]
 
 
 def _max_pool(op: _Op, args: list[Any]) -> list[tf.Tensor]:
@@ -250,7 +262,25 @@ def _reshape(op: _Op, args: list[Any]) -> list[tf.Tensor]:
 
 
 def _concat(op: _Op, args: list[Any]) -> list[tf.Tensor]:
-    return [_activation(tf.concat(args, axis=op.options.axis), op.options.fusedActivationFunction)]
+    axis = op.options.axis
+    rank = len(args[0].shape)
+    if axis % rank != 0:
+        args = _batch_constants(args)
+    return [_activation(tf.concat(args, axis=axis), op.options.fusedActivationFunction)]
+
+
+def _batch_constants(args: list[Any]) -> list[Any]:
+    """Inputs exported with a batch of one beside inputs of another batch (a learned
+    token joined to every sample, as the blendshape model's mixer does) are repeated
+    to that batch, so the graph takes any batch; with a batch of one nothing changes."""
+    batches = [a.shape[0] for a in args]
+    if all(b == 1 for b in batches) or all(b != 1 for b in batches):
+        return args
+    batch = tf.shape(next(a for a, b in zip(args, batches, strict=True) if b != 1))[0]
+    return [
+        tf.broadcast_to(a, tf.concat([[batch], tf.shape(a)[1:]], axis=0)) if b == 1 else a
+        for a, b in zip(args, batches, strict=True)
+    ]
 
 
 def _resize_bilinear(op: _Op, args: list[Any]) -> list[tf.Tensor]:
@@ -273,6 +303,66 @@ def _logistic(op: _Op, args: list[Any]) -> list[tf.Tensor]:
     return [tf.sigmoid(args[0])]
 
 
+def _relu(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.nn.relu(args[0])]
+
+
+def _sub(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [_activation(args[0] - args[1], op.options.fusedActivationFunction)]
+
+
+def _mul(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [_activation(args[0] * args[1], op.options.fusedActivationFunction)]
+
+
+def _div(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [_activation(args[0] / args[1], op.options.fusedActivationFunction)]
+
+
+def _sum(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.reduce_sum(args[0], axis=args[1], keepdims=bool(op.options.keepDims))]
+
+
+def _sqrt(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.sqrt(args[0])]
+
+
+def _rsqrt(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.math.rsqrt(args[0])]
+
+
+def _neg(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.negative(args[0])]
+
+
+def _squared_difference(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.math.squared_difference(args[0], args[1])]
+
+
+def _transpose(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    return [tf.transpose(args[0], args[1])]
+
+
+def _strided_slice(op: _Op, args: list[Any]) -> list[tf.Tensor]:
+    o = op.options
+    if o.ellipsisMask or o.newAxisMask or getattr(o, "offset", False):
+        raise UnsupportedGraph("STRIDED_SLICE with ellipsis, new axes or offsets")
+    x, begin, end, strides = args
+    # The masks mean the same in TensorFlow and TFLite. A slice that drops the batch
+    # axis keeps only the first sample: callers that batch tap the tensor before it.
+    return [
+        tf.strided_slice(
+            x,
+            begin,
+            end,
+            strides,
+            begin_mask=o.beginMask,
+            end_mask=o.endMask,
+            shrink_axis_mask=o.shrinkAxisMask,
+        )
+    ]
+
+
 _REPLAY: Final[dict[str, Callable[[_Op, list[Any]], list[tf.Tensor]]]] = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -286,6 +376,17 @@ _REPLAY: Final[dict[str, Callable[[_Op, list[Any]], list[tf.Tensor]]]] = {
     "RESIZE_BILINEAR": _resize_bilinear,
     "MEAN": _mean,
     "LOGISTIC": _logistic,
+    "RELU": _relu,
+    "SUB": _sub,
+    "MUL": _mul,
+    "DIV": _div,
+    "SUM": _sum,
+    "SQRT": _sqrt,
+    "RSQRT": _rsqrt,
+    "NEG": _neg,
+    "SQUARED_DIFFERENCE": _squared_difference,
+    "TRANSPOSE": _transpose,
+    "STRIDED_SLICE": _strided_slice,
 }
 # Operators whose float constant inputs are learned weights rather than shapes/sizes.
 _WEIGHTED: Final = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "PRELU", "ADD"})
