@@ -12,7 +12,6 @@ with a zero border), so faces keep their shape; the network wants pixels in [-1,
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Final
 
@@ -20,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from models.hand_detector import Letterbox
+from models.hand_detector import Letterbox, ssd_anchor_centres
 from models.tflite_import import ImportedGraph, import_tflite
 
 INPUT_SIZE: Final = 128
@@ -34,18 +33,10 @@ tragion, in the network's order."""
 _GRIDS: Final = ((16, 2), (8, 6))
 
 
-@functools.cache
 def anchor_centres() -> npt.NDArray[np.float32]:
-    """``[896, 2]`` anchor centres ``(y, x)``, normalized, in the network's output order
-    (computed once; read-only)."""
-    centres = []
-    for size, per_cell in _GRIDS:
-        for y in range(size):
-            for x in range(size):
-                centres.extend([((y + 0.5) / size, (x + 0.5) / size)] * per_cell)
-    array = np.asarray(centres, dtype=np.float32)
-    array.flags.writeable = False
-    return array
+    """``[896, 2]`` BlazeFace anchor centres ``(y, x)``, normalized, in the network's
+    output order."""
+    return ssd_anchor_centres(_GRIDS)
 
 
 def letterbox_like_mediapipe(

@@ -33,15 +33,21 @@ _GRIDS: Final = ((24, 2), (12, 6))
 
 
 @functools.cache
-def anchor_centres() -> npt.NDArray[np.float32]:
-    """``[2016, 2]`` anchor centres ``(y, x)``, normalized, in the network's output order
-    (computed once; read-only)."""
+def ssd_anchor_centres(grids: tuple[tuple[int, int], ...]) -> npt.NDArray[np.float32]:
+    """Anchor centres ``(y, x)``, normalized, of MediaPipe's SSD anchors with fixed
+    anchor size: ``grids`` lists (feature-map size, anchors per cell) in the network's
+    output order (computed once per layout; read-only)."""
     centres = []
-    for size, per_cell in _GRIDS:
+    for size, per_cell in grids:
         for y in range(size):
             for x in range(size):
                 centres.extend([((y + 0.5) / size, (x + 0.5) / size)] * per_cell)
     return _read_only(np.asarray(centres, dtype=np.float32))
+
+
+def anchor_centres() -> npt.NDArray[np.float32]:
+    """``[2016, 2]`` BlazePalm anchor centres."""
+    return ssd_anchor_centres(_GRIDS)
 
 
 def _read_only(array: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -156,24 +156,7 @@ class SmileHead(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hi
 
 
 DEFAULT_SMILE: Final = SmileFit(
-    features=(
-        "mouthSmileLeft",
-        "mouthSmileRight",
-        "mouthDimpleLeft",
-        "mouthDimpleRight",
-        "mouthStretchLeft",
-        "mouthStretchRight",
-        "mouthUpperUpLeft",
-        "mouthUpperUpRight",
-        "mouthLowerDownLeft",
-        "mouthLowerDownRight",
-        "mouthFrownLeft",
-        "mouthFrownRight",
-        "mouthPressLeft",
-        "mouthPressRight",
-        "mouthClose",
-        "jawOpen",
-    ),
+    features=SMILE_FEATURES,
     mean=(
         0.3706,
         0.371258,
