@@ -10,9 +10,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from memelearning.amqp import AmqpSettings
+from memelearning.amqp import AmqpSettings, BrokerConnectError
 from memelearning.logs import redact_url
 from reactions.subscription import binding_keys, connect, subscribe
 from worker.events import ReactionEvent
@@ -46,9 +47,18 @@ async def tail(
     connection = await connect(amqp_url, connection_name, tls)
     logger.info("tailing reaction events from %s", redact_url(amqp_url))
     try:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=100)
-        queue = await subscribe(channel, binding_keys([meeting] if meeting else (), label))
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=100)
+            queue = await subscribe(channel, binding_keys([meeting] if meeting else (), label))
+        except (AMQPError, ChannelInvalidStateError, ConnectionError) as exc:
+            # Once subscribed, the robust connection rides out an outage; before that
+            # there is no queue to come back to, so say so in one line.
+            raise BrokerConnectError(
+                f"lost {redact_url(amqp_url)} before the tail was subscribed "
+                f"({type(exc).__name__}: {_first_line(exc)}); run it again when the broker "
+                "answers"
+            ) from exc
         if ready is not None:
             ready.set()
         async with queue.iterator() as messages:
@@ -65,3 +75,7 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"]) or "body"
     return f"{where}: {err['msg']} ({exc.error_count()} problem(s))"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ["no detail"])[0]

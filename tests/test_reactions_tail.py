@@ -10,7 +10,9 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from aiormq.exceptions import ChannelInvalidStateError
 
+from memelearning.amqp import BrokerConnectError
 from reactions.tail import tail
 from reactions.testing import make_event, publish_events, publish_raw
 
@@ -122,3 +124,22 @@ async def test_cli_tail_prints_json_lines(amqp_url: str) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_a_broker_lost_before_the_subscription_is_one_line_not_a_traceback(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a broker that goes away between connecting and subscribing (what aio-pika
+    # raises when the transport is gone under a channel call)
+    module = sys.modules[tail.__module__]  # the package re-exports `tail`, hiding it
+
+    async def subscribe_without_a_transport(channel, keys):  # type: ignore[no-untyped-def]
+        raise ChannelInvalidStateError("No active transport in channel")
+
+    monkeypatch.setattr(module, "subscribe", subscribe_without_a_transport)
+    # when the tail starts, then it fails with one line naming the broker, no password
+    with pytest.raises(BrokerConnectError) as failed:
+        await asyncio.wait_for(tail(amqp_url, print), timeout=30)
+    message = str(failed.value)
+    assert "\n" not in message and "before the tail was subscribed" in message
+    assert "guest:guest" not in message
