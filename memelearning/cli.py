@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from memelearning import __version__
 from memelearning.amqp import BrokerConnectError
@@ -25,6 +26,10 @@ _COMPONENT_CLIS = (
     "models.cli",
     "memelearning.variables",  # `memelearning settings`: the table of every setting
 )
+# Commands a component adds to another component's command: `memelearning models`
+# comes from models/ (training tools), but the model repository's commands (list,
+# promote, rollback) are serving's, so they live with the worker.
+_SUBCOMMAND_EXTENSIONS = {"models": "worker.repository_cli"}
 
 # For people running the command (the module docstring above is for developers).
 DESCRIPTION = (
@@ -42,7 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in _COMPONENT_CLIS:
         importlib.import_module(module_name).register(subparsers)
+    for command, module_name in _SUBCOMMAND_EXTENSIONS.items():
+        importlib.import_module(module_name).register(_subcommands(subparsers.choices[command]))
     return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+    """The subcommands of ``parser`` (argparse offers no public way to reach them)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise LookupError(f"{parser.prog} has no subcommands")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

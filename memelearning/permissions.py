@@ -18,6 +18,7 @@ from typing import Final
 
 from publisher.protocol import FRAMES_EXCHANGE
 from worker.events import EVENTS_EXCHANGE
+from worker.models_settings import ModelsSettings
 from worker.settings import WorkerSettings
 
 # RabbitMQ's name for the default ("") exchange in permission checks.
@@ -53,10 +54,20 @@ def publisher_permissions() -> Permissions:
     return Permissions(configure=NOTHING, write=exactly([FRAMES_EXCHANGE]), read=NOTHING)
 
 
+def control_queues(exchange: str) -> str:
+    """The names of the workers' own queues on the control exchange
+    (worker.control.control_queue_name: ``<exchange>.<worker id>.<random>``)."""
+    return re.escape(exchange) + r"\..+"
+
+
 def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
     """Declare its topology (worker/topology.py), consume frames and triage, publish
-    events and move poison frames to the dead-letter queue."""
+    events and move poison frames to the dead-letter queue; and, unless
+    ``control_exchange`` is empty, declare the control exchange and a queue of its own
+    bound to it, and consume that queue (worker/control.py)."""
     s = settings if settings is not None else WorkerSettings()
+    control = [s.control_exchange] if s.control_exchange else []
+    own_queue = [control_queues(s.control_exchange)] if s.control_exchange else []
     return Permissions(
         # Every exchange and queue it declares.
         configure=exactly(
@@ -67,7 +78,9 @@ def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
                 s.triage_queue,
                 s.dead_letter_queue,
                 EVENTS_EXCHANGE,
-            ]
+                *control,
+            ],
+            *own_queue,
         ),
         write=exactly(
             [
@@ -80,7 +93,9 @@ def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
                 EVENTS_EXCHANGE,
                 # Poison frames go to the dead-letter queue through the default exchange.
                 DEFAULT_EXCHANGE,
-            ]
+            ],
+            # queue.bind needs write on its control queue.
+            *own_queue,
         ),
         read=exactly(
             [
@@ -90,8 +105,23 @@ def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
                 # Consuming; and declaring the frames queue with a DLX needs read on it.
                 s.queue,
                 s.triage_queue,
-            ]
+                # Binding its control queue to the control exchange.
+                *control,
+            ],
+            # Consuming its control queue.
+            *own_queue,
         ),
+    )
+
+
+def models_permissions(settings: ModelsSettings | None = None) -> Permissions:
+    """``memelearning models promote|rollback|notify``: declare the control exchange
+    (so it may run before any worker) and publish to it; nothing else."""
+    s = settings if settings is not None else ModelsSettings()
+    return Permissions(
+        configure=exactly([s.control_exchange]),
+        write=exactly([s.control_exchange]),
+        read=NOTHING,
     )
 
 
@@ -99,7 +129,7 @@ def reactions_permissions() -> Permissions:
     """Declare the events exchange (so the service may start before any worker) and
     its own exclusive, auto-delete queue (named by aio-pika) bound to it; consume from
     that queue. Also right for ``memelearning reactions tail`` and the meeting
-    simulator."""
+    simulator, whose page then shows no video (docs/security.md)."""
     return Permissions(
         configure=exactly([EVENTS_EXCHANGE], PRIVATE_QUEUES),
         # queue.bind needs write on the queue.
@@ -120,4 +150,5 @@ def component_permissions(worker: WorkerSettings | None = None) -> dict[str, Per
         "publisher": publisher_permissions(),
         "worker": worker_permissions(worker),
         "reactions": reactions_permissions(),
+        "models": models_permissions(),
     }

@@ -57,6 +57,12 @@ PROCESSES: Final = (
         "`memelearning reactions serve`, `tail` and `meeting-sim`",
         "reactions.settings:ReactionsSettings",
     ),
+    Process(
+        "models",
+        "`memelearning models promote`, `rollback` and `notify` (the broker is only used to "
+        "tell the workers)",
+        "worker.models_settings:ModelsSettings",
+    ),
 )
 
 # Variables that are not settings of a process, but of what runs around them: the test

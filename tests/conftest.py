@@ -26,6 +26,7 @@ LONGEST_FILES_FIRST: Final = (
     "test_bench_smoke.py",
     "test_fuzz.py",
     "test_faults_worker.py",
+    "test_model_swap.py",
     "test_default_model.py",
     "test_faults_poison.py",
     "test_tls.py",

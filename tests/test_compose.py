@@ -190,6 +190,9 @@ def exprs(panel: Obj) -> str:
         ("Frame age p50/p99", "memelearning_worker_frame_age_at_pickup_seconds_bucket"),
         ("Inference time", "memelearning_worker_inference_seconds_bucket"),
         ("Reactions by label", "memelearning_worker_events_published_total"),
+        ("Model versions: frames/s", "memelearning_worker_frames_detected_total"),
+        ("Model versions: p99", "memelearning_worker_frame_age_at_event_seconds_bucket"),
+        ("Model swaps and refusals", "memelearning_worker_model_refused_total"),
     ],
 )
 def test_the_dashboard_has_the_panels_ops_need(dashboard: Obj, title: str, metric: str) -> None:

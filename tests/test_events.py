@@ -7,7 +7,16 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from worker.events import ReactionEvent, binding_key, event_id, routing_key
+from worker.events import (
+    MAX_HANDS,
+    FrameDetections,
+    ReactionEvent,
+    binding_key,
+    detections_binding_key,
+    detections_id,
+    event_id,
+    routing_key,
+)
 
 
 def event(**changes: object) -> ReactionEvent:
@@ -70,3 +79,69 @@ def test_binding_keys_select_a_meeting_a_label_or_all() -> None:
     assert binding_key("m1") == "reaction.m1.*"
     assert binding_key(label="like") == "reaction.*.like"
     assert isinstance(event().event_id, uuid.UUID)
+
+
+def detections(**changes: object) -> FrameDetections:
+    hand = {
+        "label": "peace",
+        "score": 0.8,
+        "box": {"ymin": 0.1, "xmin": 0.2, "ymax": 0.5, "xmax": 0.6},
+    }
+    fields: dict[str, object] = {
+        "frame_id": "frame-1",
+        "meeting_id": "m1",
+        "participant_id": "alice",
+        "sequence": 3,
+        "capture_ms": 1_795_000_000_000,
+        "detected_ms": 1_795_000_000_050,
+        "model": {"name": "gestures", "version": "1"},
+        "worker_id": "w1",
+        "hands": [hand, dict(hand, label="fist", score=0.6)],
+    }
+    fields.update(changes)
+    return FrameDetections.model_validate(fields)
+
+
+def test_frame_detections_survive_the_json_round_trip_under_their_own_routing_word() -> None:
+    original = detections()
+    assert FrameDetections.from_json(original.to_json()) == original
+    assert [hand.label for hand in original.hands] == ["peace", "fist"]
+    assert original.routing_key == "detections.m1.alice"
+    # never matched by a reaction-event binding, and the same id on any worker
+    assert not original.routing_key.startswith("reaction.")
+    assert original.message_id == detections_id("frame-1") != event_id("frame-1", "detections")
+    assert detections_binding_key("m1") == "detections.m1.*"
+    assert detections(hands=[]).hands == ()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"participant_id": "a.b"},
+        {
+            "hands": [
+                {"label": "x*", "score": 0.5, "box": {"ymin": 0, "xmin": 0, "ymax": 1, "xmax": 1}}
+            ]
+        },
+        {
+            "hands": [
+                {"label": "x", "score": 0.5, "box": {"ymin": 0, "xmin": 0, "ymax": 1, "xmax": 1}}
+            ]
+            * (MAX_HANDS + 1)
+        },
+        {"schema_version": 2},
+        {"label": "like"},
+    ],
+)
+def test_frame_detections_that_break_routing_or_the_schema_are_refused(
+    changes: dict[str, object],
+) -> None:
+    with pytest.raises(ValidationError):
+        detections(**changes)
+
+
+def test_a_reaction_event_is_not_a_frame_detections_message_nor_the_other_way() -> None:
+    with pytest.raises(ValidationError):
+        FrameDetections.from_json(event().to_json())
+    with pytest.raises(ValidationError):
+        ReactionEvent.from_json(detections().to_json())

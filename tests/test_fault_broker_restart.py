@@ -331,11 +331,15 @@ async def test_worker_publisher_and_subscriber_recover_from_a_broker_restart_los
     # Consumers came back: events resumed for frames captured after the restart,
     captured_after = {f for f, frame in ledger.sent.items() if frame.capture_ms > back_ms}
     assert captured_after & {event.frame_id for event in resumed}
-    # and the node lists the same consumers as before, each with its prefetch.
+    # and the node lists the same consumers as before, each with its prefetch (the
+    # worker's queue on the control exchange too: model swaps keep working after it).
+    control = [q for q, _ in before_restart if q.startswith(settings.control_exchange + ".")]
+    assert len(control) == 1
     assert {queue for queue, _ in before_restart} == {
         settings.queue,
         settings.triage_queue,
         EVENTS_QUEUE,
+        *control,
     }
     assert (settings.queue, settings.effective_prefetch) in before_restart
     assert after_restart == before_restart

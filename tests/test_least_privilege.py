@@ -30,9 +30,9 @@ from memelearning.permissions import (
     KEDA_PERMISSIONS,
     Permissions,
     component_permissions,
-    exactly,
     worker_permissions,
 )
+from memelearning.settings import SettingsError
 from publisher.errors import PublishError
 from publisher.protocol import FRAME_ROUTING_KEY, FRAMES_EXCHANGE
 from publisher.publishing import FramePublisher
@@ -44,7 +44,10 @@ from reactions.tail import tail
 from tests.broker import Broker
 from tests.frames import make_frame
 from tests.workers import ThumbsUpDetector, messages_ready, worker_settings
+from worker.control import CONTROL_EXCHANGE, notify_workers
 from worker.events import EVENTS_EXCHANGE
+from worker.models_settings import ModelsSettings
+from worker.repository import ServingState
 from worker.service import Worker
 
 QUEUE = "memelearning.frames"
@@ -59,6 +62,7 @@ class Users:
     publisher: str
     worker: str
     reactions: str
+    models: str
     admin: str
 
 
@@ -77,10 +81,11 @@ def users(broker: Broker, vhost: str, amqp_url: str) -> Iterator[Users]:
             publisher=created["publisher_url"],
             worker=created["worker_url"],
             reactions=created["reactions_url"],
+            models=created["models_url"],
             admin=amqp_url,
         )
     finally:
-        for component in ("publisher", "worker", "reactions"):
+        for component in component_permissions():
             if component in created:
                 broker.delete_user(created[component])
 
@@ -200,6 +205,23 @@ async def test_the_worker_user_may_not_read_events_or_the_dead_letter_queue(user
     # no queue of its own on the events exchange (it may not read events)
     await _refused(url, lambda ch: ch.declare_queue(exclusive=True))
     await _refused(url, lambda ch: _bind(ch, TRIAGE, EVENTS_EXCHANGE))
+    # nor tell the fleet to serve another model
+    await _refused(url, lambda ch: _publish(ch, CONTROL_EXCHANGE, ""))
+
+
+async def test_the_models_user_may_only_tell_workers_what_serves(users: Users) -> None:
+    async with running_worker(users.worker) as worker:
+        # promote/rollback announce a serving state on the control exchange
+        state = ServingState(revision=1, default="1")
+        await notify_workers(ModelsSettings(amqp_url=users.models), "gestures", state)
+        # (the worker serves a detector it was given, so it only logs the message)
+        assert worker.is_ready()
+    url = users.models
+    await _refused(url, lambda ch: _consume(ch, QUEUE))
+    await _refused(url, lambda ch: _publish(ch, FRAMES_EXCHANGE, FRAME_ROUTING_KEY))
+    await _refused(url, lambda ch: _publish(ch, EVENTS_EXCHANGE, "reaction.m.like"))
+    # nor listen to the control exchange (a queue of its own)
+    await _refused(url, lambda ch: ch.declare_queue(exclusive=True))
 
 
 async def _consume(channel: AbstractChannel, queue: str) -> None:
@@ -223,9 +245,15 @@ async def _bind(channel: AbstractChannel, queue: str, exchange: str) -> None:
     await q.bind(exchange, routing_key="#")
 
 
-def _names(pattern: str) -> list[str]:
-    """The names in a pattern made by permissions.exactly (``^(a|b\\.c)$``)."""
-    return [re.sub(r"\\(.)", r"\1", name) for name in pattern[2:-2].split("|")]
+def _alternatives(pattern: str) -> list[str]:
+    """The alternatives of a pattern made by permissions.exactly (``^(a|b\\.c|d\\..+)$``),
+    as written: escaped names and patterns."""
+    return pattern[2:-2].split("|")
+
+
+def _without(pattern: str, alternative: str) -> str:
+    rest = [a for a in _alternatives(pattern) if a != alternative]
+    return f"^({'|'.join(rest)})$" if rest else ""
 
 
 async def test_every_grant_of_the_worker_is_needed_to_start_it(broker: Broker, vhost: str) -> None:
@@ -233,22 +261,23 @@ async def test_every_grant_of_the_worker_is_needed_to_start_it(broker: Broker, v
     worker cannot declare its topology. (Writes it needs only later, to the events
     exchange and amq.default, are exercised by the end-to-end test above.)"""
     full = worker_permissions().as_json()
-    later = {("write", EVENTS_EXCHANGE), ("write", DEFAULT_EXCHANGE)}
+    later = {("write", re.escape(EVENTS_EXCHANGE)), ("write", re.escape(DEFAULT_EXCHANGE))}
     checked = []
     for kind, pattern in full.items():
-        for name in _names(pattern):
+        for name in _alternatives(pattern):
             if (kind, name) in later:
                 continue
             user, password = f"test-min-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
             broker.create_user(user, password)
             try:
-                reduced = dict(full, **{kind: exactly(n for n in _names(pattern) if n != name)})
+                reduced = dict(full, **{kind: _without(pattern, name)})
                 broker.set_permissions(vhost, user, **reduced)
                 worker = Worker(
                     worker_settings(broker.url_as(vhost, user, password)),
                     detector=ThumbsUpDetector(),
                 )
-                with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                # (the control exchange's refusals come with what to do about them)
+                with pytest.raises((aiormq.exceptions.ChannelAccessRefused, SettingsError)):
                     await worker.start()
                 await worker.stop()
             finally:
@@ -258,7 +287,8 @@ async def test_every_grant_of_the_worker_is_needed_to_start_it(broker: Broker, v
                 await _delete_queue(broker.url_for(vhost), queue)
             checked.append(f"{kind} {name}")
     print("worker refused without:", "; ".join(checked))
-    assert len(checked) == 11
+    # 11 for frames, triage and events; 5 for the control exchange and its own queue.
+    assert len(checked) == 16
 
 
 async def _delete_queue(admin_url: str, queue: str) -> None:

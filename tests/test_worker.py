@@ -293,8 +293,11 @@ async def test_health_endpoints_report_ready_and_metrics(
     text = (await asyncio.to_thread(http_get, base + "/metrics")).decode()
     assert ready == b"ready\n"
     assert "memelearning_worker_frames_processed_total 1.0" in text
-    assert 'memelearning_worker_events_published_total{label="red"} 1.0' in text
-    assert "memelearning_worker_batch_size_count 1.0" in text
+    # Detection metrics name the model version that produced them.
+    model = f'model="{colour_detector.name}",version="{colour_detector.version}"'
+    assert f'memelearning_worker_events_published_total{{label="red",{model}}} 1.0' in text
+    assert f"memelearning_worker_batch_size_count{{{model}}} 1.0" in text
+    assert f"memelearning_worker_frames_detected_total{{{model}}} 1.0" in text
 
 
 async def test_not_ready_until_started(amqp_url: str, colour_detector: Any) -> None:

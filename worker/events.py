@@ -1,9 +1,15 @@
-"""The reaction-event wire contract. The worker produces reaction events, so it owns
-this schema; the API side imports it from here.
+"""The wire contract of what the worker publishes. The worker produces these messages,
+so it owns their schemas; the API side imports them from here.
 
-Events are JSON (they are small, and many languages consume them) on a topic exchange
-with routing key ``reaction.<meeting>.<label>``, so a consumer can bind to one
-meeting (``reaction.m1.*``), one gesture everywhere (``reaction.*.thumbs_up``) or all.
+Two messages share one topic exchange, told apart by the first word of the routing key:
+
+- reaction events, ``reaction.<meeting>.<label>``: one gesture seen in one frame
+  (:class:`ReactionEvent`), so a consumer can bind to one meeting (``reaction.m1.*``),
+  one gesture everywhere (``reaction.*.thumbs_up``) or all;
+- frame detections, ``detections.<meeting>.<participant>``: every hand the model found
+  in one frame, for every frame it processed (:class:`FrameDetections`).
+
+Both are JSON: they are small, and many languages consume them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from publisher.protocol import ID_PATTERN
 
 EVENT_SCHEMA_VERSION: Final = 1
+DETECTIONS_SCHEMA_VERSION: Final = 1
 EVENTS_EXCHANGE: Final = "memelearning.reactions"
 CONTENT_TYPE: Final = "application/json"
 # A valid event is under 1 KiB. Anything far bigger is not parsed at all: validating a
@@ -34,6 +41,12 @@ MAX_EVENT_BYTES: Final = 64 * 1024
 # on every worker, so a frame redelivered to another worker yields the same event ids
 # and consumers can drop the duplicates.
 _EVENT_NAMESPACE: Final = uuid.UUID("5f1d6a3e-4b0e-4c8e-9d8e-6d656d656c72")
+# The same for frame detections: uuid5(namespace, "<frame message id>"). A namespace of
+# its own, so no frame id can give a detections id equal to some event's id.
+_DETECTIONS_NAMESPACE: Final = uuid.UUID("0b7c1f52-93d4-4e0a-a6f1-6d656d656c72")
+# Hands reported per frame at most: the detector keeps a few per frame, and a bound
+# keeps a message far under MAX_EVENT_BYTES whatever model is served.
+MAX_HANDS: Final = 64
 
 # Labels also end up in routing keys: same safe alphabet as meeting ids. Anchored,
 # because pydantic's `pattern` otherwise matches anywhere in the string.
@@ -97,17 +110,71 @@ class ReactionEvent(BaseModel):
     def from_json(cls, data: bytes | str) -> ReactionEvent:
         """Parse and validate a body; raises :class:`pydantic.ValidationError` for
         anything that is not a valid event, including one over ``MAX_EVENT_BYTES``."""
-        size = len(data.encode() if isinstance(data, str) else data)
-        if size > MAX_EVENT_BYTES:
-            error = PydanticCustomError(
-                "event_too_large",
-                "the body is {size} bytes, an event is at most {limit}",
-                {"size": size, "limit": MAX_EVENT_BYTES},
-            )
-            raise ValidationError.from_exception_data(
-                cls.__name__, [{"type": error, "loc": (), "input": f"<{size} bytes>"}]
-            )
+        _refuse_oversized(cls.__name__, data)
         return cls.model_validate_json(data)
+
+
+class Hand(BaseModel):
+    """One detection in a frame: a hand, for the gesture model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: Label
+    score: Unit
+    box: Box
+
+
+class FrameDetections(BaseModel):
+    """Every hand the model found in one frame of one participant, best score first.
+
+    Published for every frame the worker ran through the model, an empty ``hands``
+    included ("looked, found nothing"), so a consumer can tell a hand that went down
+    from a frame that never arrived. Reaction events keep one event per label; this
+    is the message for whoever needs the whole frame (boxes on a meeting view, a
+    gesture made with two hands)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = DETECTIONS_SCHEMA_VERSION
+    frame_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    meeting_id: Identifier
+    participant_id: Identifier
+    sequence: Annotated[int, Field(ge=0)]
+    capture_ms: Annotated[int, Field(gt=0)]
+    detected_ms: Annotated[int, Field(gt=0)]
+    model: ModelRef
+    worker_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    hands: Annotated[tuple[Hand, ...], Field(max_length=MAX_HANDS)]
+
+    @property
+    def message_id(self) -> uuid.UUID:
+        return detections_id(self.frame_id)
+
+    @property
+    def routing_key(self) -> str:
+        return detections_routing_key(self.meeting_id, self.participant_id)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> FrameDetections:
+        """Parse and validate a body, like :meth:`ReactionEvent.from_json`."""
+        _refuse_oversized(cls.__name__, data)
+        return cls.model_validate_json(data)
+
+
+def _refuse_oversized(title: str, data: bytes | str) -> None:
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_EVENT_BYTES:
+        error = PydanticCustomError(
+            "event_too_large",
+            "the body is {size} bytes, an event is at most {limit}",
+            {"size": size, "limit": MAX_EVENT_BYTES},
+        )
+        raise ValidationError.from_exception_data(
+            title, [{"type": error, "loc": (), "input": f"<{size} bytes>"}]
+        )
 
 
 def event_id(frame_id: str, label: str) -> uuid.UUID:
@@ -121,3 +188,18 @@ def routing_key(meeting_id: str, label: str) -> str:
 def binding_key(meeting_id: str | None = None, label: str | None = None) -> str:
     """The topic pattern that selects one meeting and/or label (``*`` for any)."""
     return f"reaction.{meeting_id or '*'}.{label or '*'}"
+
+
+def detections_id(frame_id: str) -> uuid.UUID:
+    """The message id of a frame's detections: the same on every worker and every
+    redelivery of the frame, like event ids."""
+    return uuid.uuid5(_DETECTIONS_NAMESPACE, frame_id)
+
+
+def detections_routing_key(meeting_id: str, participant_id: str) -> str:
+    return f"detections.{meeting_id}.{participant_id}"
+
+
+def detections_binding_key(meeting_id: str | None = None, participant_id: str | None = None) -> str:
+    """The topic pattern that selects one meeting's and/or participant's detections."""
+    return f"detections.{meeting_id or '*'}.{participant_id or '*'}"

@@ -39,13 +39,24 @@ from aio_pika.abc import (
 from memelearning.logs import redact_url
 from publisher.protocol import FrameError, FrameMeta, parse_frame
 from worker import topology
+from worker.control import declare_control_queue
 from worker.decode import decode_into
-from worker.events import CONTENT_TYPE, ModelRef, ReactionEvent, event_id
+from worker.events import (
+    CONTENT_TYPE,
+    MAX_HANDS,
+    FrameDetections,
+    Hand,
+    ModelRef,
+    ReactionEvent,
+    event_id,
+)
 from worker.events import Box as EventBox
 from worker.health import HealthServer
 from worker.metrics import WorkerMetrics
 from worker.outcomes import FrameRejected, FrameStale
+from worker.routing import ServedModel
 from worker.settings import WorkerSettings
+from worker.swapper import Loader, ModelSwapper
 
 if TYPE_CHECKING:
     from worker.detector import Detection
@@ -81,6 +92,9 @@ class _Item:
     meta: FrameMeta | None = None
     detections: list[Detection] = field(default_factory=list)
     settling: bool = False
+    model: ModelRef | None = None
+    """The model version the frame was routed to (not the loaded model itself: a
+    frame waiting for its confirms must not keep an unloaded model in memory)."""
 
 
 class Worker:
@@ -90,10 +104,15 @@ class Worker:
         *,
         detector: DetectorLike | None = None,
         metrics: WorkerMetrics | None = None,
+        loader: Loader | None = None,
     ) -> None:
+        """``detector``: serve this one instead of loading ``settings.model_dir``;
+        ``loader``: how to load a model version folder of a repository (tests)."""
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
         self._detector = detector
+        # The models loaded and which serve; swaps them while running.
+        self._swapper = ModelSwapper(settings, self.metrics, loader=loader)
         self._health = HealthServer(
             self.metrics.registry, self.is_ready, settings.http_host, settings.http_port
         )
@@ -103,6 +122,7 @@ class Worker:
         self._events: AbstractExchange | None = None
         self._frames_queue: AbstractQueue | None = None
         self._triage_queue: AbstractQueue | None = None
+        self._control_queue: AbstractQueue | None = None
         self._consumer_tags: list[tuple[AbstractQueue, str]] = []
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._batch_task: asyncio.Task[None] | None = None
@@ -111,8 +131,6 @@ class Worker:
         self._settling: set[asyncio.Task[None]] = set()
         self._model_pool: ThreadPoolExecutor | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
-        # Which runtime runs the model; a detector passed in was built by the caller.
-        self._runtime = "given"
         self._ready = False
         self._stopped = False
         self._stop_requested = asyncio.Event()
@@ -125,9 +143,13 @@ class Worker:
 
     @property
     def detector(self) -> DetectorLike:
-        if self._detector is None:
-            raise RuntimeError("the worker has not loaded its model yet")
-        return self._detector
+        """The default model's detector (the one serving every participant outside a
+        canary)."""
+        return self._swapper.routing.default.detector
+
+    @property
+    def swapper(self) -> ModelSwapper:
+        return self._swapper
 
     @property
     def http_port(self) -> int:
@@ -137,37 +159,14 @@ class Worker:
         return self._ready
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         s = self.settings
         # One model thread: TensorFlow parallelises inside a call, and concurrent
         # calls would only fight over the same cores.
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")
         await self._health.start()
-        if self._detector is None:
-            self._detector = await loop.run_in_executor(self._model_pool, self._load_detector)
-        detector = self._detector
-        sizes = sorted({1, self._model_batch(s.max_batch)})
-        started = time.perf_counter()
-        await loop.run_in_executor(self._model_pool, detector.warm_up, sizes)
-        log.info(
-            "model %s version %s warm on runtime %s (batch sizes %s, %.1f s), input %dx%d",
-            detector.name,
-            detector.version,
-            self._runtime,
-            sizes,
-            time.perf_counter() - started,
-            *detector.input_size,
-        )
-        self.metrics.model.info(
-            {
-                "name": detector.name,
-                "version": detector.version,
-                "runtime": self._runtime,
-                "input_size": "x".join(map(str, detector.input_size)),
-                "max_batch": str(detector.max_batch or "dynamic"),
-            }
-        )
+        # Loads and warms the model (two in a canary) in a thread of its own.
+        await self._swapper.start(self._detector)
         await self._connect()
         self._batch_task = asyncio.create_task(self._batch_loop(), name="batcher")
         await self._start_consuming()
@@ -181,17 +180,6 @@ class Worker:
             s.max_wait_ms,
             s.effective_prefetch,
         )
-
-    def _load_detector(self) -> DetectorLike:
-        from worker.runtime import load_detector
-
-        detector = load_detector(self.settings)
-        self._runtime = detector.runtime
-        return detector
-
-    def _model_batch(self, size: int) -> int:
-        limit = self.detector.max_batch
-        return size if limit is None else min(size, limit)
 
     async def _connect(self) -> None:
         s = self.settings
@@ -212,6 +200,20 @@ class Worker:
         await triage_channel.set_qos(prefetch_count=TRIAGE_PREFETCH)
         self._triage_queue, _ = await topology.declare_dead_letters(triage_channel, s)
         self._frames_queue = await topology.declare_frames_queue(self._consume_channel, s)
+        if s.control_exchange:
+            # A channel of its own: a control problem must not close the frames' channel.
+            control_channel = await self._connection.channel()
+            self._control_queue = await declare_control_queue(
+                control_channel,
+                s.control_exchange,
+                s.worker_id,
+                setting=s.variable("control_exchange"),
+            )
+        # A control message sent while the connection was down is lost: read the
+        # repository again once it is back.
+        self._connection.reconnect_callbacks.add(
+            lambda *_: self._swapper.refresh("reconnected to the broker")
+        )
 
     async def _start_consuming(self) -> None:
         assert self._frames_queue is not None and self._triage_queue is not None
@@ -219,6 +221,10 @@ class Worker:
         self._consumer_tags.append((self._frames_queue, tag))
         tag = await self._triage_queue.consume(self._on_dead_letter)
         self._consumer_tags.append((self._triage_queue, tag))
+        if self._control_queue is not None:
+            # No acks: a change is idempotent, and a bad message must not come back.
+            tag = await self._control_queue.consume(self._swapper.on_control_message, no_ack=True)
+            self._consumer_tags.append((self._control_queue, tag))
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -274,6 +280,7 @@ class Worker:
                     await running
         for task in list(self._settling):
             task.cancel()
+        await self._swapper.close()
         if self._connection is not None:
             await self._connection.close()
         await self._health.close()
@@ -341,9 +348,12 @@ class Worker:
                     # One batch in the model at a time: the model thread is one thread.
                     await inferring
                     inferring = None
-                if prepared is not None:
-                    inferring = asyncio.create_task(self._infer(*prepared), name="infer")
+                if prepared:
+                    inferring = asyncio.create_task(self._infer(prepared), name="infer")
                     self._inferring = inferring
+                # Holds the batch's models: one swapped out must not wait for the next
+                # batch to be freed.
+                del prepared
             except Exception:
                 self._requeue_unsettled(batch)
 
@@ -370,12 +380,11 @@ class Worker:
             if not item.settling:
                 self._spawn_settle(item, _Requeue("worker_error"))
 
-    async def _prepare(
-        self, batch: list[_Item]
-    ) -> tuple[npt.NDArray[np.uint8], list[_Item]] | None:
-        """Check and decode a batch; settles the frames that fail either. Returns the
-        images and their frames, or None when none is left."""
-        loop = asyncio.get_running_loop()
+    async def _prepare(self, batch: list[_Item]) -> list[_Group]:
+        """Check, route and decode a batch; settles the frames that fail. Returns the
+        frames of each model version with their images (none when nothing is left).
+        Each version returned is held (``ServedModel.acquire``) until ``_infer`` is
+        done with it, so a swap never unloads a model a batch still needs."""
         now_ms = time.time() * 1000
         fresh: list[_Item] = []
         for item in batch:
@@ -386,40 +395,75 @@ class Worker:
                 continue
             fresh.append(item)
         if not fresh:
-            return None
-        height, width = self.detector.input_size
-        images = np.empty((len(fresh), height, width, 3), dtype=np.uint8)
-        started = time.perf_counter()
-        decoded = await asyncio.gather(
-            *(
-                loop.run_in_executor(self._decode_pool, self._decode, item.message.body, images[i])
-                for i, item in enumerate(fresh)
-            )
-        )
-        self.metrics.decode_seconds.observe(time.perf_counter() - started)
-        ok = [i for i, error in enumerate(decoded) if error is None]
-        for i, error in enumerate(decoded):
-            if error is not None:
-                self._spawn_settle(fresh[i], error)
-        if not ok:
-            return None
-        if len(ok) < len(fresh):
-            images = images[ok]
-        return images, [fresh[i] for i in ok]
+            return []
+        # One routing for the whole batch: a swap takes effect between two batches.
+        routing = self._swapper.routing
+        routed: dict[ServedModel, list[_Item]] = {}
+        for item in fresh:
+            assert item.meta is not None
+            served = routing.pick(item.meta.meeting_id, item.meta.participant_id)
+            item.model = served.ref
+            routed.setdefault(served, []).append(item)
+        for served in routed:
+            served.acquire()
+        return await self._decode_routed(routed)
 
-    async def _infer(self, images: npt.NDArray[np.uint8], items: list[_Item]) -> None:
-        """Detect, then settle every frame of the batch (never raises)."""
+    async def _decode_routed(self, routed: dict[ServedModel, list[_Item]]) -> list[_Group]:
+        loop = asyncio.get_running_loop()
+        # Each version gets frames at its own input size.
+        arrays = {
+            served: np.empty((len(items), *served.detector.input_size, 3), dtype=np.uint8)
+            for served, items in routed.items()
+        }
+        jobs = [(s, i, item) for s, items in routed.items() for i, item in enumerate(items)]
+        started = time.perf_counter()
         try:
-            results = await self._detect(images, items)
-            detected_ms = int(time.time() * 1000)
-            for item, detections in zip(items, results, strict=True):
-                if detections is None:
-                    self._spawn_settle(item, _Requeue("inference_failed"))
-                else:
-                    item.detections = detections
-                    self._spawn_settle(item, None, detected_ms)
-        except Exception:
-            self._requeue_unsettled(items)
+            decoded = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        self._decode_pool, self._decode, item.message.body, arrays[served][i]
+                    )
+                    for served, i, item in jobs
+                )
+            )
+        except BaseException:
+            for served in routed:
+                served.release()
+            raise
+        self.metrics.decode_seconds.observe(time.perf_counter() - started)
+        ok: dict[ServedModel, list[int]] = {served: [] for served in routed}
+        for (served, i, item), error in zip(jobs, decoded, strict=True):
+            if error is None:
+                ok[served].append(i)
+            else:
+                self._spawn_settle(item, error)
+        groups: list[_Group] = []
+        for served, items in routed.items():
+            keep = ok[served]
+            if not keep:
+                served.release()
+                continue
+            images = arrays[served] if len(keep) == len(items) else arrays[served][keep]
+            groups.append((served, images, [items[i] for i in keep]))
+        return groups
+
+    async def _infer(self, groups: list[_Group]) -> None:
+        """Detect, then settle every frame of the batch (never raises); one model call
+        per version (two during a canary)."""
+        for served, images, items in groups:
+            try:
+                results = await self._detect(served, images, items)
+                detected_ms = int(time.time() * 1000)
+                for item, detections in zip(items, results, strict=True):
+                    if detections is None:
+                        self._spawn_settle(item, _Requeue("inference_failed"))
+                    else:
+                        item.detections = detections
+                        self._spawn_settle(item, None, detected_ms)
+            except Exception:
+                self._requeue_unsettled(items)
+            finally:
+                served.release()
 
     def _check(self, message: AbstractIncomingMessage, now_ms: float) -> FrameMeta:
         try:
@@ -453,10 +497,11 @@ class Worker:
         return None
 
     async def _detect(
-        self, images: npt.NDArray[np.uint8], items: Sequence[_Item]
+        self, served: ServedModel, images: npt.NDArray[np.uint8], items: Sequence[_Item]
     ) -> list[list[Detection] | None]:
         loop = asyncio.get_running_loop()
-        detector = self.detector
+        detector = served.detector
+        model = (served.ref.name, served.version)
         started = time.perf_counter()
         try:
             results: list[list[Detection] | None] = list(
@@ -465,8 +510,9 @@ class Worker:
         except Exception:
             log.exception("inference failed on a batch of %d; retrying frame by frame", len(items))
         else:
-            self.metrics.inference_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_size.observe(len(items))
+            self.metrics.inference_seconds.labels(*model).observe(time.perf_counter() - started)
+            self.metrics.batch_size.labels(*model).observe(len(items))
+            self.metrics.frames_detected.labels(*model).inc(len(items))
             return results
         # One bad frame must not sink its batch-mates: isolate it. The frames that
         # still fail are requeued and the broker's delivery limit decides their fate.
@@ -477,6 +523,7 @@ class Worker:
                     self._model_pool, detector.detect, images[i : i + 1]
                 )
                 results.append(single[0])
+                self.metrics.frames_detected.labels(*model).inc()
             except Exception:
                 log.exception("inference failed on frame %s", items[i].message.message_id)
                 results.append(None)
@@ -542,39 +589,57 @@ class Worker:
                 self._idle.set()
 
     async def _publish_events(self, item: _Item, detected_ms: int) -> None:
-        assert item.meta is not None and self._events is not None
+        """Publish the frame's reaction events and its detections, confirmed."""
+        assert item.meta is not None and self._events is not None and item.model is not None
+        # The version the frame was routed to: during a canary, not every frame's.
+        model = item.model
+        worker_id = self.settings.worker_id
         events = build_events(
-            item.meta,
-            item.detections,
-            detected_ms=detected_ms,
-            model=ModelRef(name=self.detector.name, version=self.detector.version),
-            worker_id=self.settings.worker_id,
+            item.meta, item.detections, detected_ms=detected_ms, model=model, worker_id=worker_id
         )
-        if not events:
-            return
+        found = build_frame_detections(
+            item.meta, item.detections, detected_ms=detected_ms, model=model, worker_id=worker_id
+        )
+        messages = [
+            (
+                aio_pika.Message(
+                    event.to_json(),
+                    content_type=CONTENT_TYPE,
+                    message_id=str(event.event_id),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                event.routing_key,
+            )
+            for event in events
+        ]
+        # Not persistent: boxes of a frame are for showing it live, worthless after a
+        # broker restart.
+        messages.append(
+            (
+                aio_pika.Message(
+                    found.to_json(),
+                    content_type=CONTENT_TYPE,
+                    message_id=str(found.message_id),
+                    delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                ),
+                found.routing_key,
+            )
+        )
         exchange = self._events
         timeout = self.settings.confirm_timeout_s
         await asyncio.gather(
             *(
-                exchange.publish(
-                    aio_pika.Message(
-                        event.to_json(),
-                        content_type=CONTENT_TYPE,
-                        message_id=str(event.event_id),
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=event.routing_key,
-                    # Nobody listening to a meeting is normal for a topic exchange.
-                    mandatory=False,
-                    timeout=timeout,
-                )
-                for event in events
+                # Nobody listening to a meeting is normal for a topic exchange.
+                exchange.publish(message, routing_key=key, mandatory=False, timeout=timeout)
+                for message, key in messages
             )
         )
+        if not events:
+            return
         age_s = max(0.0, time.time() * 1000 - item.meta.capture_ms) / 1000
-        self.metrics.frame_age_at_event.observe(age_s)
+        self.metrics.frame_age_at_event.labels(model.name, model.version).observe(age_s)
         for event in events:
-            self.metrics.events_published.labels(event.label).inc()
+            self.metrics.events_published.labels(event.label, model.name, model.version).inc()
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, detail: str
@@ -629,6 +694,10 @@ class Worker:
                 await message.nack(requeue=True)
 
 
+# The frames of one batch routed to one model version, with their decoded images.
+_Group = tuple[ServedModel, npt.NDArray[np.uint8], list[_Item]]
+
+
 class _Requeue(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -667,3 +736,33 @@ def build_events(
         )
         for d in sorted(best.values(), key=lambda d: -d.score)
     ]
+
+
+def build_frame_detections(
+    meta: FrameMeta,
+    detections: Iterable[Detection],
+    *,
+    detected_ms: int,
+    model: ModelRef,
+    worker_id: str,
+) -> FrameDetections:
+    """Every detection of the frame (at most ``MAX_HANDS``, the best ones), best first."""
+    best = sorted(detections, key=lambda d: -d.score)[:MAX_HANDS]
+    return FrameDetections(
+        frame_id=meta.message_id,
+        meeting_id=meta.meeting_id,
+        participant_id=meta.participant_id,
+        sequence=meta.sequence,
+        capture_ms=meta.capture_ms,
+        detected_ms=detected_ms,
+        model=model,
+        worker_id=worker_id,
+        hands=tuple(
+            Hand(
+                label=d.label,
+                score=d.score,
+                box=EventBox(ymin=d.box[0], xmin=d.box[1], ymax=d.box[2], xmax=d.box[3]),
+            )
+            for d in best
+        ),
+    )

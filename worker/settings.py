@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from memelearning.amqp import AmqpSettings
 from publisher.protocol import WORKER_MAX_FRAME_BYTES, WORKER_MAX_FRAME_PIXELS
+from worker.control import CONTROL_EXCHANGE
+from worker.repository import LATEST, check_policy
 
 # The shipped model; until the trained one lands this directory may not exist and
 # the operator must point MEMELEARNING_WORKER_MODEL_DIR at an exported model.
@@ -79,7 +81,26 @@ class WorkerSettings(AmqpSettings):
     # -- model
     model_dir: Path = DEFAULT_MODEL_DIR
     """The exported model to serve (a SavedModel and/or `model.tflite`, with
-    `label_map.pbtxt`); the shipped gesture model by default."""
+    `label_map.pbtxt`); the shipped gesture model by default. Or a model repository:
+    `MODELS_DIR/<name>` holding numbered version folders (or `MODELS_DIR` when it holds
+    one model), served by `MODEL_VERSION_POLICY` and swapped while running (see
+    docs/operations.md, "Rolling out a model")."""
+    model_version_policy: str = LATEST
+    """Which version of a repository to serve: `latest` (what `memelearning models
+    promote` last chose, including its canary; before any promote, the highest version)
+    or a version number (pinned: that version only, whatever is promoted)."""
+    model_poll_s: Annotated[float, Field(ge=0)] = 0.0
+    """Also look at the repository every this many seconds for a new serving state (or,
+    under `latest` before any promote, a new highest version); 0 = only on control
+    messages and at start."""
+    control_exchange: Annotated[str, Field(max_length=200)] = CONTROL_EXCHANGE
+    """The fanout exchange `memelearning models promote|rollback` announce changes on;
+    each worker binds a queue of its own to it. Empty = no control messages (the broker
+    user then needs no grant on it; use `MODEL_POLL_S`)."""
+    reactions_catalog: Path | None = None
+    """The reactions catalog (what `MEMELEARNING_REACTIONS_CATALOG` points the reactions
+    service at); a new model version that lacks a label it maps and the serving version
+    reports is refused. Unset = the packaged reactions/catalog.json."""
     score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     """Minimum score for a detection to become an event, for labels the model and
     `THRESHOLDS` do not set."""
@@ -117,6 +138,11 @@ class WorkerSettings(AmqpSettings):
     confirm_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     """How long to wait for the broker to confirm an event (or a dead-lettered frame)
     before the frame goes back to the queue for another try."""
+
+    @field_validator("model_version_policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        return check_policy(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:

@@ -74,6 +74,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* Where the worker's model is mounted when it does not come with the image. */}}
+{{- define "memelearning.modelMount" -}}/models{{- end }}
+
+{{/* MEMELEARNING_WORKER_MODEL_DIR for a model on a volume or from an init image. */}}
+{{- define "memelearning.workerModelDir" -}}
+{{- $path := .Values.worker.models.path }}
+{{- if $path }}{{ include "memelearning.modelMount" . }}/{{ $path }}{{ else }}{{ include "memelearning.modelMount" . }}{{ end }}
+{{- end }}
+
 {{/* The worker's effective prefetch, as worker/settings.py computes it. */}}
 {{- define "memelearning.workerPrefetch" -}}
 {{- $s := .Values.worker.settings }}
@@ -98,6 +107,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- if and .Values.keda.enabled (gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount)) }}
 {{- fail "keda.minReplicaCount must not exceed keda.maxReplicaCount" }}
+{{- end }}
+{{- $m := $w.models }}
+{{- if and (eq $m.source "volume") (not $m.volume) }}
+{{- fail "worker.models.volume is required with worker.models.source=volume: a volume source holding the model repository, e.g. {persistentVolumeClaim: {claimName: models}}" }}
+{{- end }}
+{{- if and (eq $m.source "initImage") (not (and $m.initImage.repository $m.initImage.tag)) }}
+{{- fail "worker.models.initImage.repository and .tag are required with worker.models.source=initImage: the image holding the model folder" }}
 {{- end }}
 {{- end }}
 

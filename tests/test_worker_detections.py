@@ -1,0 +1,100 @@
+"""The worker publishes every hand of every frame it ran through the model (one
+``detections.<meeting>.<participant>`` message per frame), beside the reaction events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import aio_pika
+import numpy as np
+import numpy.typing as npt
+from aio_pika.abc import AbstractIncomingMessage
+
+from tests.frames import BLUE, RED, EventCollector, make_frame, publish_frames
+from tests.workers import Worker, worker_settings
+from worker.detector import Detection
+from worker.events import (
+    EVENTS_EXCHANGE,
+    FrameDetections,
+    detections_binding_key,
+    detections_id,
+)
+
+
+class TwoHandsOnRed:
+    """Two hands (a peace sign and a fist) on a red frame, none on any other."""
+
+    name = "two-hands"
+    version = "1"
+    input_size = (32, 32)
+    max_batch: int | None = None
+
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        pass
+
+    def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]:
+        return [
+            [
+                Detection("fist", 2, 0.7, (0.5, 0.5, 0.9, 0.9)),
+                Detection("peace", 1, 0.9, (0.1, 0.1, 0.4, 0.3)),
+            ]
+            if image[..., 0].mean() > 128
+            else []
+            for image in images
+        ]
+
+
+async def test_every_processed_frame_has_one_detections_message_with_all_its_hands(
+    amqp_url: str,
+) -> None:
+    received: list[AbstractIncomingMessage] = []
+    arrived = asyncio.Event()
+
+    async def keep(message: AbstractIncomingMessage) -> None:
+        async with message.process():
+            received.append(message)
+            arrived.set()
+
+    worker = Worker(worker_settings(amqp_url), detector=TwoHandsOnRed())
+    await worker.start()
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, routing_key=detections_binding_key("m1"))
+        await queue.consume(keep)
+        async with EventCollector(amqp_url, meeting="m1") as events:
+            # given a frame with two hands and one with none
+            two = make_frame(RED, sequence=7)
+            none = make_frame(BLUE, sequence=8)
+            # when the worker processes them
+            await publish_frames(amqp_url, [two, none])
+            async with asyncio.timeout(60):
+                while len(received) < 2:
+                    arrived.clear()
+                    await arrived.wait()
+            # then each frame has its detections message: both hands, best first
+            by_sequence = {
+                found.sequence: (found, message)
+                for message in received
+                for found in [FrameDetections.from_json(message.body)]
+            }
+            found, message = by_sequence[7]
+            assert [(h.label, h.score) for h in found.hands] == [("peace", 0.9), ("fist", 0.7)]
+            assert found.hands[0].box.xmax == 0.3
+            assert found.frame_id == two.message_id
+            assert message.message_id == str(detections_id(two.message_id))
+            assert message.routing_key == "detections.m1.alice"
+            # and the frame without hands says so, rather than saying nothing
+            assert by_sequence[8][0].hands == ()
+            # while reaction events stay one per label, for the frame with hands only
+            await events.wait_for(2)
+            assert sorted((e.sequence, e.label) for e in events.events) == [
+                (7, "fist"),
+                (7, "peace"),
+            ]
+    finally:
+        await connection.close()
+        await worker.stop()
