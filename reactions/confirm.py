@@ -69,6 +69,32 @@ class HoldToConfirm:
             return True
         return False
 
+    def held(
+        self,
+        meeting_id: str,
+        participant_id: str,
+        reaction: str,
+        rule: Confirm,
+        *,
+        sequence: int,
+        capture_ms: int,
+    ) -> int:
+        """How many frames of the hold still count once the participant's newest frame
+        is ``(sequence, capture_ms)``: the progress toward ``rule.k``, without changing
+        the hold (a view can show it while the frames go by)."""
+        hold = self._holds.get((meeting_id, participant_id, reaction))
+        if hold is None:
+            return 0
+        return sum(
+            1
+            for seq, ms in hold.frames
+            if seq > sequence - rule.n and ms >= capture_ms - rule.window_ms
+        )
+
+    def forget(self, meeting_id: str, participant_id: str, reaction: str) -> None:
+        """Start a hold over (the reaction was confirmed another way)."""
+        self._holds.pop((meeting_id, participant_id, reaction), None)
+
     def forget_meeting(self, meeting_id: str) -> None:
         for key in [k for k in self._holds if k[0] == meeting_id]:
             del self._holds[key]

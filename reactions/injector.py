@@ -1,5 +1,11 @@
 """Injection lanes: one bounded queue and one task per meeting, so a meeting whose API
-is slow or down only delays its own reactions, never another meeting's."""
+is slow or down only delays its own reactions, never another meeting's.
+
+A lane shows one overlay at a time, each for its whole display time, in the order the
+reactions were confirmed: a room has one foreground layer, and replacing it at once
+(as the lanes first did) left a burst of three confirmations showing only the last.
+The per-meeting rate limit (12 a minute by default) spaces reactions wider than the
+4 s display, so the queue is short."""
 
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ class Injection:
     play_id: str
     # Monotonic time of confirmation: the start of the latency metric and of staleness.
     confirmed_at: float
+    # Who made the gesture: the overlay belongs on their video (None: the whole room).
+    participant_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,17 +127,20 @@ class _Lane:
         try:
             # Closing also ends a lane whose cancellation a client library swallowed.
             while not self.injector._closing:
-                wait = (
-                    max(0.0, self.showing_until - clock())
-                    if self.showing is not None
-                    else config.idle_s
-                )
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), wait)
-                except TimeoutError:
-                    if self.showing is not None:
+                if self.showing is not None:
+                    remaining = self.showing_until - clock()
+                    if remaining > 0:
+                        # The overlay showing stays for its whole display time; the
+                        # next reaction waits in the queue.
+                        await asyncio.sleep(remaining)
+                        continue
+                    if self.queue.empty():
                         await self.clear()
                         continue
+                    # Else the next overlay replaces this one without a gap.
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), config.idle_s)
+                except TimeoutError:
                     if self.queue.empty():
                         return  # idle: the next reaction starts a new lane
                     continue
@@ -155,7 +166,9 @@ class _Lane:
         try:
             if config.mode == "layer":
                 await self._ensure_ready(item.access_key)
-                await injector._api.set_layer(item.access_key, item.url, config.z_index)
+                await injector._api.set_layer(
+                    item.access_key, item.url, config.z_index, item.participant_id
+                )
             else:
                 await injector._api.start_playback(item.access_key, item.url, item.play_id)
         except MeetingApiError as exc:

@@ -1,5 +1,5 @@
-"""Cooldowns, per-meeting rate limits and opt-outs: the reasons a confirmed reaction is
-not shown."""
+"""Cooldowns, per-meeting rate limits and opt-outs (of a meeting, or of one reaction in
+it): the reasons a confirmed reaction is not shown."""
 
 from __future__ import annotations
 
@@ -77,13 +77,18 @@ class RateLimiter:
 
 
 class OptOuts:
-    """Which meetings show reactions. Meetings nobody has set follow the default, so
-    "off unless a host turns it on" and "on unless a host turns it off" are both one
-    setting; changes take effect for the next event."""
+    """Which meetings show reactions, and which reactions each meeting shows.
+
+    Meetings nobody has set follow the default, so "off unless a host turns it on" and
+    "on unless a host turns it off" are both one setting. Within a meeting that shows
+    reactions, each reaction follows the catalog's ``enabled_by_default`` until the
+    meeting switches it (``thinking`` is off until a meeting turns it on). Changes take
+    effect for the next event."""
 
     def __init__(self, enabled_by_default: bool) -> None:
         self.enabled_by_default = enabled_by_default
         self._explicit: dict[str, bool] = {}
+        self._reactions: dict[tuple[str, str], bool] = {}
 
     def enabled(self, meeting_id: str) -> bool:
         return self._explicit.get(meeting_id, self.enabled_by_default)
@@ -96,3 +101,18 @@ class OptOuts:
 
     def snapshot(self) -> dict[str, bool]:
         return dict(self._explicit)
+
+    def reaction_enabled(self, meeting_id: str, reaction: str, default: bool) -> bool:
+        """Whether the meeting shows ``reaction`` (``default``: the catalog's), leaving
+        aside whether it shows reactions at all (:meth:`enabled`)."""
+        return self._reactions.get((meeting_id, reaction), default)
+
+    def set_reaction(self, meeting_id: str, reaction: str, enabled: bool) -> None:
+        self._reactions[(meeting_id, reaction)] = enabled
+
+    def reset_reaction(self, meeting_id: str, reaction: str) -> None:
+        self._reactions.pop((meeting_id, reaction), None)
+
+    def reactions(self, meeting_id: str) -> dict[str, bool]:
+        """The reactions this meeting has switched, on or off."""
+        return {r: on for (m, r), on in self._reactions.items() if m == meeting_id}

@@ -42,6 +42,12 @@ ART = (
     Art("rock_on", "ROCK ON", (33, 33, 33), (255, 87, 34), "bolt"),
     Art("call_me", "CALL ME", (255, 112, 67), (255, 255, 255), "phone"),
     Art("heart", "LOVE IT", (233, 30, 99), (255, 205, 210), "heart"),
+    Art("smile", "SMILE!", (255, 160, 0), (255, 236, 179), "smiley"),
+    Art("thinking", "HMMM...", (121, 85, 72), (255, 224, 178), "thinking"),
+    # Two-handed, as FaceTime has them: two thumbs up, two thumbs down, two peace signs.
+    Art("fireworks", "WOOHOO!", (40, 53, 147), (255, 214, 10), "fireworks"),
+    Art("rain", "OH NO", (84, 110, 122), (179, 229, 252), "rain"),
+    Art("confetti", "YAY!", (216, 27, 96), (255, 241, 118), "confetti"),
 )
 
 
@@ -49,9 +55,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _shape(draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float) -> None:
+def _shape(
+    draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float, phase: float = 0.0
+) -> None:
     fill = art.accent
-    if art.shape == "heart":
+    if art.shape in _ANIMATED:
+        _ANIMATED[art.shape](draw, art, cx, cy, r, phase)
+    elif art.shape == "heart":
         pts = [
             (
                 cx + r * 16 * math.sin(t) ** 3 / 17,
@@ -125,6 +135,113 @@ def _shape(draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float) 
         )
 
 
+def _face(draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float) -> None:
+    draw.ellipse((cx - r * 0.8, cy - r * 0.8, cx + r * 0.8, cy + r * 0.8), fill=art.accent)
+    for side in (-1, 1):
+        ex = cx + side * r * 0.3
+        draw.ellipse((ex - r * 0.1, cy - r * 0.35, ex + r * 0.1, cy - r * 0.1), fill=art.colour)
+
+
+def _smiley(
+    draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float, phase: float
+) -> None:
+    _face(draw, art, cx, cy, r)
+    # The smile widens and relaxes as the badge pulses.
+    grin = r * (0.45 + 0.08 * math.sin(phase * 2 * math.pi))
+    draw.arc(
+        (cx - grin, cy - grin * 0.7, cx + grin, cy + grin * 0.9),
+        start=20,
+        end=160,
+        fill=art.colour,
+        width=max(2, int(r * 0.12)),
+    )
+
+
+def _thinking(
+    draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float, phase: float
+) -> None:
+    _face(draw, art, cx, cy, r)
+    width = max(2, int(r * 0.1))
+    # One eyebrow raised, a flat mouth, and a hand at the chin that taps.
+    draw.line(
+        (cx + r * 0.15, cy - r * 0.55, cx + r * 0.45, cy - r * 0.65), fill=art.colour, width=width
+    )
+    draw.line(
+        (cx - r * 0.3, cy + r * 0.3, cx + r * 0.2, cy + r * 0.25), fill=art.colour, width=width
+    )
+    # A fist under the chin, off to one side, the index finger up the cheek; it taps.
+    tap = r * 0.05 * math.sin(phase * 4 * math.pi)
+    hx, hy = cx + r * 0.45, cy + r * 0.62 + tap
+    hand = (240, 170, 100)  # darker than the face, so the hand reads in front of it
+    draw.line(
+        (hx + r * 0.1, hy + r * 0.05, hx + r * 0.28, hy - r * 0.55),
+        fill=hand,
+        width=max(3, int(r * 0.18)),
+    )
+    draw.rounded_rectangle(
+        (hx - r * 0.32, hy, hx + r * 0.22, hy + r * 0.36),
+        radius=r * 0.12,
+        fill=hand,
+        outline=art.colour,
+    )
+
+
+def _fireworks(
+    draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float, phase: float
+) -> None:
+    # Two bursts, half a cycle apart, each growing and fading into dots.
+    for k, (dx, dy, colour) in enumerate(((-0.35, -0.2, art.accent), (0.4, 0.25, (255, 255, 255)))):
+        grow = (phase + k / 2) % 1.0
+        bx, by = cx + dx * r, cy + dy * r
+        for ray in range(10):
+            angle = ray * 2 * math.pi / 10
+            inner, outer = r * 0.9 * grow * 0.4, r * 0.9 * grow
+            x0, y0 = bx + inner * math.cos(angle), by + inner * math.sin(angle)
+            x1, y1 = bx + outer * math.cos(angle), by + outer * math.sin(angle)
+            if grow < 0.7:
+                draw.line((x0, y0, x1, y1), fill=colour, width=2)
+            else:
+                draw.ellipse((x1 - 2, y1 - 2, x1 + 2, y1 + 2), fill=colour)
+
+
+def _rain(
+    draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float, phase: float
+) -> None:
+    cloud = (200, 210, 215)
+    for ox, oy, s in ((-0.4, -0.35, 0.4), (0.0, -0.55, 0.5), (0.4, -0.35, 0.4)):
+        draw.ellipse(
+            (cx + (ox - s) * r, cy + (oy - s) * r, cx + (ox + s) * r, cy + (oy + s) * r), fill=cloud
+        )
+    draw.rectangle((cx - 0.8 * r, cy - 0.4 * r, cx + 0.8 * r, cy - 0.05 * r), fill=cloud)
+    for drop in range(6):
+        x = cx + (drop - 2.5) * r * 0.28
+        y = cy + ((phase + drop * 0.37) % 1.0) * r * 0.9
+        draw.line((x, y, x - r * 0.06, y + r * 0.2), fill=art.accent, width=2)
+
+
+def _confetti(
+    draw: ImageDraw.ImageDraw, art: Art, cx: float, cy: float, r: float, phase: float
+) -> None:
+    colours = (art.accent, (255, 255, 255), (129, 212, 250), (165, 214, 167))
+    for piece in range(14):
+        x = cx + ((piece * 0.618) % 1.0 - 0.5) * 1.6 * r
+        y = cy - r + ((phase + piece * 0.29) % 1.0) * 2 * r
+        tilt = r * 0.12 * math.sin((phase + piece / 7) * 2 * math.pi)
+        draw.polygon(
+            [(x - 3, y - tilt), (x + 3, y + tilt), (x + 3, y + 4 + tilt), (x - 3, y + 4 - tilt)],
+            fill=colours[piece % len(colours)],
+        )
+
+
+_ANIMATED = {
+    "smiley": _smiley,
+    "thinking": _thinking,
+    "fireworks": _fireworks,
+    "rain": _rain,
+    "confetti": _confetti,
+}
+
+
 def _frame(art: Art, style: int, i: int, rng: random.Random) -> Image.Image:
     w, h = SIZE
     phase = i / FRAMES
@@ -150,7 +267,7 @@ def _frame(art: Art, style: int, i: int, rng: random.Random) -> Image.Image:
         r = 28.0
         cy = 50 - abs(math.sin(phase * math.pi)) * 16
     draw.ellipse((w / 2 - r, cy - r, w / 2 + r, cy + r), fill=art.colour)
-    _shape(draw, art, w / 2, cy, r * 0.75)
+    _shape(draw, art, w / 2, cy, r * 0.75, phase)
     font = _font(18)
     box = draw.textbbox((0, 0), art.text, font=font)
     tx = (w - (box[2] - box[0])) / 2

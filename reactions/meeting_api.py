@@ -3,9 +3,16 @@
 - ``GET /rooms/{access_key}``: room state; ``ready`` is true once the room (and the
   user the access key belongs to) can take layers. A layer set before that is lost.
 - ``POST /rooms/{access_key}/layers`` (form ``url``, ``z-index``): show an overlay.
+  The form also names the participant whose gesture it answers (``participant_id``),
+  for a meeting view that puts the GIF on that person's video (the simulator does);
+  a platform without per-participant overlays shows it over the room.
 - ``DELETE /rooms/{access_key}/layers/{z-index}``: clear it.
 - ``POST /rooms/{access_key}/playbacks`` (JSON ``url``, ``play_id``, ``loop_count``):
   play a video, for platforms that do not animate GIF overlays.
+- ``PUT /rooms/{access_key}/hands/{participant_id}``, ``DELETE`` the same: raise and
+  lower a participant's hand (the ✋ beside their name). This project's addition to the
+  eyeson subset, for platforms with a raise-hand feature: both are idempotent, and
+  lowering a hand that is down is no error.
 
 Every request has a timeout. 5xx answers, 429, timeouts and connection errors are
 retried with exponential backoff and full jitter (so a fleet does not retry in step);
@@ -108,12 +115,27 @@ class MeetingApi:
                 raise RoomNotReady(f"room not ready after {timeout_s:g}s")
             await self._sleep(poll_s)
 
-    async def set_layer(self, access_key: str, url: str, z_index: int) -> None:
+    async def set_layer(
+        self, access_key: str, url: str, z_index: int, participant_id: str | None = None
+    ) -> None:
         form = {"url": url, "z-index": str(z_index)}
+        if participant_id is not None:
+            form["participant_id"] = participant_id
         await self._request("POST", _room(access_key) + "/layers", "layers", data=form)
 
     async def clear_layer(self, access_key: str, z_index: int) -> None:
         await self._request("DELETE", f"{_room(access_key)}/layers/{z_index}", "layers")
+
+    async def raise_hand(self, access_key: str, participant_id: str) -> None:
+        await self._request("PUT", _hand(access_key, participant_id), "hands")
+
+    async def lower_hand(self, access_key: str, participant_id: str) -> None:
+        try:
+            await self._request("DELETE", _hand(access_key, participant_id), "hands")
+        except PermanentError as exc:
+            if exc.status != 404:
+                raise
+            # Already down (lowered by the participant, or never raised): done.
 
     async def start_playback(self, access_key: str, url: str, play_id: str) -> None:
         body = {"url": url, "play_id": play_id, "loop_count": 0, "audio": False}
@@ -174,3 +196,7 @@ def _being_cancelled() -> bool:
 
 def _room(access_key: str) -> str:
     return "/rooms/" + quote(access_key, safe="")
+
+
+def _hand(access_key: str, participant_id: str) -> str:
+    return f"{_room(access_key)}/hands/{quote(participant_id, safe='')}"

@@ -12,7 +12,10 @@ SUPPRESS_REASONS: Final = (
     "unmapped",
     "no_room",
     "opt_out",
+    "disabled",
+    "speaking",
     "not_confirmed",
+    "two_handed",
     "cooldown",
     "rate_limit",
     "backlog",
@@ -26,14 +29,26 @@ class Metrics:
         self.events = Counter(
             "memelearning_reactions_events", "Reaction events received.", registry=r
         )
+        self.frames = Counter(
+            "memelearning_reactions_frames",
+            "Frame detections received (every hand of a frame: two-handed reactions, waves).",
+            registry=r,
+        )
         self.invalid_events = Counter(
             "memelearning_reactions_invalid_events",
-            "Messages that broke the reaction-event contract (acked and dropped).",
+            "Messages that broke the reaction-event or frame-detections contract (acked "
+            "and dropped).",
             registry=r,
         )
         self.confirmed = Counter(
             "memelearning_reactions_confirmed",
             "Reactions confirmed by hold-to-confirm.",
+            ["reaction"],
+            registry=r,
+        )
+        self.motion_confirmed = Counter(
+            "memelearning_reactions_motion_confirmed",
+            "Reactions confirmed by a hand moving side to side (also in confirmed).",
             ["reaction"],
             registry=r,
         )
@@ -55,6 +70,12 @@ class Metrics:
             "memelearning_reactions_injection_failures",
             "Meeting API operations that failed after retries, by operation and reason.",
             ["operation", "reason"],
+            registry=r,
+        )
+        self.hands_lowered = Counter(
+            "memelearning_reactions_hands_lowered",
+            "Raised hands the service lowered, by why: speaking, timeout, shutdown.",
+            ["reason"],
             registry=r,
         )
         self.injection_retries = Counter(

@@ -1,8 +1,10 @@
 """``memelearning reactions serve``: reaction events in, GIFs injected into meetings out.
 
-One process: an AMQP consumer (decisions are microseconds of pure Python on the event
-loop), an injection lane per meeting (:mod:`reactions.injector`), and an HTTP server
-for metrics, health, the run-time opt-out and the packaged media.
+One process: an AMQP consumer of reaction events and of the worker's per-frame
+detections (decisions are microseconds of pure Python on the event loop), an injection
+lane per meeting (:mod:`reactions.injector`), raised hands (:mod:`reactions.hands`),
+and an HTTP server for metrics, health, the meeting side's controls
+(:mod:`reactions.controls`) and the packaged media.
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from pydantic import ValidationError
 
 from memelearning.listening import listen_error
 from memelearning.logs import redact_url
-from publisher.protocol import ID_PATTERN
 from reactions.catalog import MEDIA_DIR, Catalog
+from reactions.controls import MeetingControls
 from reactions.decide import Decider, Decision
 from reactions.dedup import Deduplicator
+from reactions.hands import RaisedHands
 from reactions.injector import Injection, Injector, InjectorConfig
 from reactions.limits import OptOuts, RateLimiter
 from reactions.meeting_api import MeetingApi, RetryPolicy
 from reactions.metrics import Metrics
 from reactions.settings import ReactionsSettings
-from reactions.subscription import binding_keys, connect, subscribe
-from worker.events import ReactionEvent
+from reactions.speakers import ActiveSpeakers
+from reactions.subscription import binding_keys, connect, detection_keys, subscribe
+from worker.events import FrameDetections, ReactionEvent
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class ReactionService:
         self.catalog = catalog or Catalog.load(settings.catalog)
         self.metrics = Metrics()
         self.optouts = OptOuts(settings.enabled_by_default)
+        self.speakers = ActiveSpeakers(settings.speaker_ttl_s, clock)
         self._clock = clock
         self._rng = rng or random.Random()
         self.decider = Decider(
@@ -62,11 +67,16 @@ class ReactionService:
                 settings.rate_limit_per_minute, settings.rate_limit_burst, clock
             ),
             metrics=self.metrics,
+            speakers=self.speakers,
             media_kind="videos" if settings.injection_mode == "playback" else "gifs",
             clock=clock,
         )
+        self.controls = MeetingControls(
+            self.catalog, self.optouts, self.speakers, on_speaking=self._lower_hand_of_speaker
+        )
         self._session: aiohttp.ClientSession | None = None
         self._injector: Injector | None = None
+        self.hands: RaisedHands | None = None
         self._runner: web.AppRunner | None = None
         self._connection: AbstractRobustConnection | None = None
         self._consumer_tag: str | None = None
@@ -103,6 +113,7 @@ class ReactionService:
             self.metrics,
             self._clock,
         )
+        self.hands = RaisedHands(api, self.metrics, s.hand_timeout_s, self._clock)
         self._runner = web.AppRunner(self._http_app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.http_host, s.http_port)
@@ -122,11 +133,14 @@ class ReactionService:
         self._connection = await connect(str(s.amqp_url), s.connection_name, s)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=s.prefetch)
-        queue = await subscribe(channel, binding_keys(s.meetings))
+        # Reaction events, and every hand of every frame (two hands, waving hands).
+        queue = await subscribe(channel, [*binding_keys(s.meetings), *detection_keys(s.meetings)])
         self._consumer_tag = await queue.consume(self._on_message)
         self._queue = queue
         self._ready = True
-        logger.info("consuming reaction events from %s", redact_url(str(s.amqp_url)))
+        logger.info(
+            "consuming reaction events and frame detections from %s", redact_url(str(s.amqp_url))
+        )
 
     async def stop(self) -> None:
         """Stop consuming, let the lanes finish (bounded), close everything."""
@@ -136,6 +150,8 @@ class ReactionService:
                 await self._queue.cancel(self._consumer_tag)
         if self._injector is not None:
             await self._injector.close(self.settings.drain_timeout_s)
+        if self.hands is not None:
+            await self.hands.close(self.settings.drain_timeout_s)
         if self._connection is not None:
             await self._connection.close()
         if self._runner is not None:
@@ -147,36 +163,83 @@ class ReactionService:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
+            # The first routing word tells the two messages of the exchange apart.
+            if (message.routing_key or "").startswith("detections."):
+                try:
+                    found = FrameDetections.from_json(message.body)
+                except ValidationError as exc:
+                    self._invalid("frame detections", exc)
+                    return
+                self.handle_frame(found)
+                return
             try:
                 event = ReactionEvent.from_json(message.body)
             except ValidationError as exc:
-                self.metrics.invalid_events.inc()
-                logger.warning(
-                    "dropping an invalid reaction event (%d problem(s))", exc.error_count()
-                )
+                self._invalid("reaction event", exc)
                 return
             self.handle(event)
 
+    def _invalid(self, what: str, exc: ValidationError) -> None:
+        self.metrics.invalid_events.inc()
+        logger.warning("dropping an invalid %s (%d problem(s))", what, exc.error_count())
+
     def handle(self, event: ReactionEvent) -> Decision:
-        """Decide on one event and queue the injection when it is to be shown."""
+        """Decide on one event and carry out what it confirmed."""
         access_key = self.settings.access_key_for(event.meeting_id)
         if access_key is None:
             return self.decider.suppress("no_room")
         decision = self.decider.decide(event)
-        if not decision.show or decision.media is None or decision.reaction is None:
+        return self._carry_out(
+            decision, event.meeting_id, event.participant_id, access_key, event.event_id.hex
+        )
+
+    def handle_frame(self, found: FrameDetections) -> list[Decision]:
+        """Decide on every hand of one frame (two-handed reactions, waves)."""
+        access_key = self.settings.access_key_for(found.meeting_id)
+        decisions = self.decider.decide_frame(found, room=access_key is not None)
+        if access_key is None:
+            return decisions
+        return [
+            self._carry_out(
+                d, found.meeting_id, found.participant_id, access_key, found.message_id.hex
+            )
+            for d in decisions
+        ]
+
+    def _carry_out(
+        self, decision: Decision, meeting_id: str, participant_id: str, access_key: str, uid: str
+    ) -> Decision:
+        if not decision.show or decision.reaction is None:
             return decision
-        assert self._injector is not None, "start() first"
+        assert self._injector is not None and self.hands is not None, "start() first"
+        if decision.action == "raise_hand":
+            if not self.hands.raise_hand(
+                meeting_id,
+                access_key,
+                participant_id,
+                reaction=decision.reaction,
+                confirmed_at=self._clock(),
+            ):
+                return self.decider.suppress("backlog", decision.reaction)
+            return decision
+        assert decision.media is not None
         injection = Injection(
-            meeting_id=event.meeting_id,
+            meeting_id=meeting_id,
             access_key=access_key,
             reaction=decision.reaction,
             url=urljoin(self.media_base_url, decision.media.url),
-            play_id=f"reaction-{event.event_id.hex[:12]}",
+            play_id=f"reaction-{uid[:12]}",
             confirmed_at=self._clock(),
+            participant_id=participant_id,
         )
         if not self._injector.submit(injection):
             return self.decider.suppress("backlog", decision.reaction)
         return decision
+
+    def _lower_hand_of_speaker(self, meeting_id: str, participant_id: str) -> None:
+        # As Google Meet does: a raised hand has been answered once its owner speaks.
+        if self.hands is not None:
+            self.hands.lower(meeting_id, participant_id, "speaking")
 
     @property
     def media_base_url(self) -> str:
@@ -194,9 +257,7 @@ class ReactionService:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/meetings/{meeting}/reactions", self._get_optout)
-        app.router.add_put("/meetings/{meeting}/reactions", self._put_optout)
-        app.router.add_delete("/meetings/{meeting}/reactions", self._delete_optout)
+        self.controls.add_routes(app)
         app.router.add_static("/media/", MEDIA_DIR, follow_symlinks=False)
         return app
 
@@ -211,33 +272,6 @@ class ReactionService:
         connected = self._connection is not None and not self._connection.is_closed
         ok = self._ready and connected
         return web.json_response({"ready": ok}, status=200 if ok else 503)
-
-    def _meeting(self, request: web.Request) -> str:
-        meeting = request.match_info["meeting"]
-        if not ID_PATTERN.fullmatch(meeting):
-            raise web.HTTPBadRequest(text="invalid meeting id")
-        return meeting
-
-    async def _get_optout(self, request: web.Request) -> web.Response:
-        meeting = self._meeting(request)
-        return web.json_response({"meeting_id": meeting, "enabled": self.optouts.enabled(meeting)})
-
-    async def _put_optout(self, request: web.Request) -> web.Response:
-        meeting = self._meeting(request)
-        try:
-            body = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(text='expected JSON like {"enabled": false}') from None
-        if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
-            raise web.HTTPBadRequest(text='expected JSON like {"enabled": false}')
-        self.optouts.set(meeting, body["enabled"])
-        logger.info("meeting %s: reactions %s", meeting, "on" if body["enabled"] else "off")
-        return web.json_response({"meeting_id": meeting, "enabled": body["enabled"]})
-
-    async def _delete_optout(self, request: web.Request) -> web.Response:
-        meeting = self._meeting(request)
-        self.optouts.reset(meeting)
-        return web.json_response({"meeting_id": meeting, "enabled": self.optouts.enabled(meeting)})
 
 
 def _bound_port(runner: web.AppRunner) -> int:

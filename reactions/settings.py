@@ -49,6 +49,13 @@ class ReactionsSettings(AmqpSettings):
     """Per-meeting token bucket: the sustained rate of injected reactions."""
     rate_limit_burst: Annotated[int, Field(ge=1)] = 3
     """Per-meeting token bucket: reactions that may be injected in a burst."""
+    speaker_ttl_s: Positive = 5.0
+    """How long an active-speaker mark (`PUT /meetings/{id}/speakers/{participant}`)
+    lasts unless refreshed: while it does, that participant's gestures other than a
+    raised hand are not shown."""
+    hand_timeout_s: Positive = 600.0
+    """A hand raised by a gesture is lowered when its participant starts speaking, or
+    after this long."""
 
     # -- injection (eyeson-style meeting REST API)
     meeting_api_url: HttpUrl = AnyUrl("http://127.0.0.1:8090")
@@ -69,7 +76,8 @@ class ReactionsSettings(AmqpSettings):
     layer_z_index: Literal[-1, 1] = 1
     """The overlay's layer: 1 = in front of the video, -1 = behind it."""
     display_s: Positive = 4.0
-    """How long an overlay stays before it is cleared (`layer` mode)."""
+    """How long each overlay is shown (`layer` mode): a reaction confirmed meanwhile
+    waits its turn, and the last one is cleared after this long."""
     media_base_url: HttpUrl | None = None
     """Where the meeting platform fetches media from: catalog paths are resolved against
     it. Unset = this process's own `/media/` route (fine for local runs and the demo)."""
@@ -98,8 +106,8 @@ class ReactionsSettings(AmqpSettings):
 
     # -- process
     http_host: str = "127.0.0.1"
-    """Address for `/metrics`, `/livez`, `/readyz`, `/media/` and
-    `/meetings/{id}/reactions`: loopback unless configured (the chart and
+    """Address for `/metrics`, `/livez`, `/readyz`, `/media/` and the meeting side's
+    `/meetings/{id}/…` (opt-outs, active speakers): loopback unless configured (the chart and
     docker-compose set 0.0.0.0 for probes, scrapes and media fetched from outside the
     container)."""
     http_port: Annotated[int, Field(ge=0, le=65535)] = 9102

@@ -1,5 +1,6 @@
-"""Binding a private queue to the reaction-event exchange: shared by ``reactions tail``,
-the service and the meeting simulator's live page."""
+"""Binding a private queue to the reaction-event exchange (reaction events, frame
+detections): shared by ``reactions tail``, the service and the meeting simulator's live
+page."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnectio
 from pamqp.common import FieldTable
 
 from memelearning.amqp import AmqpSettings, build_ssl_context, connect_robust
-from worker.events import EVENTS_EXCHANGE, binding_key
+from worker.events import EVENTS_EXCHANGE, binding_key, detections_binding_key
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ def binding_keys(meetings: Sequence[str] = (), label: str | None = None) -> list
     if not meetings:
         return [binding_key(None, label)]
     return [binding_key(meeting, label) for meeting in meetings]
+
+
+def detection_keys(meetings: Sequence[str] = ()) -> list[str]:
+    """Topic patterns for the frame detections of these meetings (all when empty)."""
+    if not meetings:
+        return [detections_binding_key()]
+    return [detections_binding_key(meeting) for meeting in meetings]
 
 
 async def subscribe(channel: AbstractChannel, keys: Sequence[str]) -> AbstractQueue:

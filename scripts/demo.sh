@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The demo: a local broker, a worker, the reactions service, a simulated meeting
 # with a live page, and participants streaming real webcam frames into it.
-# Ctrl-C stops everything.
+# Ctrl-C stops everything. The page shows each participant's latest frame (held in
+# memory only) with the worker's boxes, their hold-to-confirm progress and the GIF on
+# whoever made the gesture, and a raised hand beside the name of whoever raised one;
+# its "Join with my camera" button (or /?camera=NAME) adds your own camera as a
+# participant (add &fps=8 for a wave the service sees moving).
 #   By default three participants stream real webcam frames (README, "The demo"):
-#     ana  ../shared/data/hands/test       fists, one finger, peace signs, open palms (wave)
+#     ana  ../shared/data/hands/test       fists, one finger, peace signs, open palms (wave),
+#                                          and one frame of two peace signs (confetti)
 #     bo   ../shared/data/signs/aniket-singh-01  ASL signs, among them OK and call-me
 #     cy   ../shared/data/signs/sniiitik   ASL words only: some shapes read as gestures
 #   DEMO_SOURCE        instead, one image folder or video for every participant
@@ -85,6 +90,21 @@ setsid memelearning --log-level WARNING reactions meeting-sim --port "$SIM_PORT"
 pids+=($!)
 setsid memelearning --log-level WARNING reactions serve &
 pids+=($!)
+# The demo meeting switches `thinking` on, as a host would: it is off by default (a hand
+# at the chin is how many people listen). The service must be up to take it.
+python - "${MEMELEARNING_REACTIONS_HTTP_PORT:-9102}" <<'PY' || echo "could not switch thinking on for the demo meeting" >&2
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(120):
+    try:
+        urllib.request.urlopen(base + "/readyz", timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.5)
+body = json.dumps({"enabled": True}).encode()
+request = urllib.request.Request(base + "/meetings/demo/reactions/thinking", body, method="PUT")
+urllib.request.urlopen(request, timeout=3).close()
+PY
 if [ -n "${DEMO_TAIL:-}" ]; then
   setsid memelearning --log-level WARNING reactions tail --meeting demo &
   pids+=($!)
@@ -92,6 +112,7 @@ fi
 sleep 1
 echo >&2
 echo "  ▶ open http://127.0.0.1:$SIM_PORT/ to watch the meeting (Ctrl-C stops the demo)" >&2
+echo "    http://127.0.0.1:$SIM_PORT/?camera=you joins it with your own camera" >&2
 echo >&2
 publish() {
   setsid memelearning --log-level WARNING publish --meeting demo --fps "$FPS" --hold "$HOLD" \

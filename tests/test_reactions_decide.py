@@ -74,6 +74,26 @@ def test_out_of_order_frames_still_count() -> None:
     assert hold(HoldToConfirm(), [3, 1, 2]) == [False, False, True]
 
 
+def test_progress_of_a_hold_fades_as_frames_without_the_gesture_go_by() -> None:
+    hc = HoldToConfirm()
+    hold(hc, [1, 2])
+
+    def held(sequence: int, capture_ms: int | None = None) -> int:
+        at = T0 + sequence * 100 if capture_ms is None else capture_ms
+        return hc.held("m1", "alice", "thumbs_up", RULE, sequence=sequence, capture_ms=at)
+
+    # two of the three frames needed, while the newest frame is the second
+    assert held(2) == 2
+    # frames without the gesture push the held ones out of the last n, or out of time
+    assert held(5) == 2
+    assert held(6) == 1
+    assert held(2, capture_ms=T0 + 1150) == 1
+    # nobody else's progress, and looking changed nothing: one more frame confirms
+    assert hc.held("m1", "bob", "thumbs_up", RULE, sequence=2, capture_ms=T0 + 200) == 0
+    assert hold(hc, [3]) == [True]
+    assert held(3) == 0
+
+
 # -- cooldown, rate limit, opt-out, de-duplication
 
 

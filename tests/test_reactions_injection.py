@@ -132,6 +132,37 @@ async def test_errors_never_show_the_access_key(
     assert "SECRETKEY1" not in str(caught.value)
 
 
+# -- raised hands
+
+
+async def test_a_hand_goes_up_and_down_and_lowering_is_idempotent(
+    sim: MeetingSimulator, session: aiohttp.ClientSession
+) -> None:
+    api = api_for(sim, session)
+    sim.fail("r1", 503)
+    await api.raise_hand("r1", "alice")
+    await api.raise_hand("r1", "bob")
+    await api.raise_hand("r1", "alice")  # raising it again keeps alice first in line
+    assert list(sim.room("r1").hands) == ["alice", "bob"]
+    await api.lower_hand("r1", "alice")
+    await api.lower_hand("r1", "alice")  # already down: no error
+    # a platform that answers 404 for a hand that is down is no error either
+    sim.fail("r1", 404)
+    await api.lower_hand("r1", "carol")
+    assert list(sim.room("r1").hands) == ["bob"]
+    hands = sim.calls_to("r1", "hands")
+    assert [(c.method, c.status) for c in hands] == [
+        ("PUT", 503),
+        ("PUT", 200),
+        ("PUT", 200),
+        ("PUT", 200),
+        ("DELETE", 200),
+        ("DELETE", 200),
+        ("DELETE", 404),
+    ]
+    assert hands[0].params == {"participant_id": "alice"}
+
+
 # -- the ready gate
 
 
@@ -171,7 +202,12 @@ async def test_wait_until_ready_polls_until_the_room_is_ready(
 # -- injection lanes
 
 
-def injection(meeting: str, url: str = "http://m/x.gif", reaction: str = "wave") -> Injection:
+def injection(
+    meeting: str,
+    url: str = "http://m/x.gif",
+    reaction: str = "wave",
+    participant: str | None = None,
+) -> Injection:
     return Injection(
         meeting_id=meeting,
         access_key=meeting,
@@ -179,6 +215,7 @@ def injection(meeting: str, url: str = "http://m/x.gif", reaction: str = "wave")
         url=url,
         play_id=f"p-{meeting}",
         confirmed_at=time.monotonic(),
+        participant_id=participant,
     )
 
 
@@ -212,6 +249,48 @@ async def test_injects_after_the_room_is_ready_and_clears_after_the_display_time
         metrics.value("memelearning_reactions_injected_total", reaction="wave", mode="layer") == 1
     )
     assert metrics.value("memelearning_reactions_injection_latency_seconds_count") == 1
+
+
+async def test_a_burst_is_shown_one_at_a_time_each_for_its_whole_display_time_on_its_sender(
+    sim: MeetingSimulator, session: aiohttp.ClientSession
+) -> None:
+    metrics = Metrics()
+    display_s = 0.3
+    config = InjectorConfig(display_s=display_s, ready_poll_s=0.01, queue_size=4)
+    injector = Injector(api_for(sim, session, timeout_s=5), config, metrics)
+    try:
+        # given three participants confirming a reaction at the same moment
+        for who in ("ana", "bo", "cy"):
+            assert injector.submit(injection("m1", f"http://m/{who}.gif", participant=who))
+        # when the lane has shown them all and cleared the last
+        cleared = await sim.wait_for_call(lambda c: c.method == "DELETE", timeout=60)
+        shown = [c for c in sim.calls_to("m1", "layers") if c.method == "POST"]
+        # then each was shown, in order, on the participant who made the gesture
+        assert [c.params.get("participant_id") for c in shown] == ["ana", "bo", "cy"]
+        assert [c.params["url"] for c in shown] == [
+            f"http://m/{w}.gif" for w in ("ana", "bo", "cy")
+        ]
+        # and each stayed for its whole display time before the next replaced it
+        # (the lane sleeps that long: a slow machine can only make the gaps longer)
+        ends = [c.at for c in [*shown[1:], cleared]]
+        assert all(end - c.at >= display_s * 0.95 for c, end in zip(shown, ends, strict=True))
+        # and the room was cleared once, after the last
+        assert [c.method for c in sim.calls_to("m1", "layers")] == ["POST"] * 3 + ["DELETE"]
+        assert sim.room("m1").layers == {}
+    finally:
+        await injector.close()
+
+
+async def test_the_simulator_tells_whose_gesture_the_overlay_answers(
+    sim: MeetingSimulator, session: aiohttp.ClientSession
+) -> None:
+    api = api_for(sim, session)
+    await api.set_layer("r1", "http://m/x.gif", 1, participant_id="ana")
+    assert sim.state()["meetings"][0]["overlay_participant"] == "ana"
+    with pytest.raises(PermanentError):
+        await api.set_layer("r1", "http://m/x.gif", 1, participant_id="not.an.id")
+    await api.clear_layer("r1", 1)
+    assert sim.state()["meetings"][0]["overlay_participant"] is None
 
 
 async def test_a_room_that_never_gets_ready_is_a_counted_failure(
