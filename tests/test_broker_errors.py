@@ -170,9 +170,15 @@ class BrokerLink:
         self._cut = False
 
     async def wait_connections(self, count: int) -> None:
-        while self.connections < count:
-            self._changed.clear()
-            await self._changed.wait()
+        try:
+            async with asyncio.timeout(60):
+                while self.connections < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.connections} connection attempts in a minute, waited for {count}"
+            ) from None
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -239,11 +245,19 @@ class Running:
         return sum(text in line for line in self.lines)
 
     async def wait_for(self, text: str, count: int = 1) -> None:
-        """Until ``count`` lines of the log hold ``text``."""
-        while self.count(text) < count:
-            self._changed.clear()
-            assert self.process.returncode is None, f"exited before logging {text!r}"
-            await self._changed.wait()
+        """Until ``count`` lines of the log hold ``text`` (a failure after a minute shows
+        what the process logged instead, rather than pytest-timeout's bare stack)."""
+        try:
+            async with asyncio.timeout(60):
+                while self.count(text) < count:
+                    self._changed.clear()
+                    assert self.process.returncode is None, f"exited before logging {text!r}"
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"no {text!r} in a minute; exit status {self.process.returncode}; "
+                "last lines:\n" + "\n".join(self.lines[-15:])
+            ) from None
 
     async def wait_consuming(self, consuming: Callable[[list[str]], bool]) -> None:
         """Until ``consuming`` (asked with the log so far) holds."""
@@ -252,7 +266,14 @@ class Running:
 
     async def stop(self, sig: signal.Signals) -> int:
         self.process.send_signal(sig)
-        return await self.process.wait()
+        try:
+            async with asyncio.timeout(60):
+                return await self.process.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"still running a minute after {sig.name}; last lines:\n"
+                + "\n".join(self.lines[-15:])
+            ) from None
 
 
 def worker_consuming(lines: list[str]) -> bool:
