@@ -126,7 +126,7 @@ async def test_a_peace_sign_on_your_own_camera_becomes_a_gif_on_your_tile(
     camera_meeting: tuple[MeetingSimulator, list[Path]],
 ) -> None:
     sim, stills = camera_meeting
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
         # given a camera that films a person holding up a peace sign
         video = Path(folder) / "camera.y4m"
         await asyncio.to_thread(write_y4m, video, stills, VIDEO_FPS, VIDEO_FPS)

@@ -194,7 +194,7 @@ async def test_the_meeting_view_shows_frames_boxes_holds_and_the_gif_on_its_part
         async with session.put(f"{sim.url}/rooms/demo/hands/alice") as r:
             assert r.status == 200
     # when a headless browser loads the page
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         screenshot = Path(profile) / "page.png"
         dom = await run_chromium(profile, "--dump-dom", f"{sim.url}/")
         await run_chromium(
@@ -256,7 +256,7 @@ async def test_an_overlay_for_nobody_in_particular_is_shown_for_the_whole_room(
         session.post(f"{sim.url}/rooms/demo/layers", data={"url": gif, "z-index": "1"}) as r,
     ):
         assert r.status == 201
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         page = Page(await run_chromium(profile, "--dump-dom", f"{sim.url}/"))
     # then it is shown for the room, and alice's gesture on her tile
     (stage,) = page.root.find(**{"data-testid": "stage"})
@@ -288,7 +288,7 @@ async def test_the_open_page_follows_new_frames_their_boxes_and_overlays(
     peace = Hand(label="peace", score=0.91, box=Box(**PEACE_BOX))
     sim.view.add_frame("demo", "alice", 7, 1_795_000_000_000, PEACE_FRAME.read_bytes())
     sim.view.add_detections(detections_of("demo", "alice", 7, peace))
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         async with open_page(profile, f"{sim.url}/") as page:
 
             def tile(expected: dict[str, list[str]]) -> Any:
