@@ -7,10 +7,8 @@ flow end to end. Bad messages are reported and acked: a tail must never stop on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Callable
 
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
@@ -21,9 +19,6 @@ from reactions.subscription import binding_keys, connect, subscribe
 from worker.events import ReactionEvent
 
 logger = logging.getLogger(__name__)
-
-CLOSE_TIMEOUT_S: Final = 5.0
-"""How long stopping waits for the broker to confirm a close."""
 
 
 def format_event(body: bytes) -> str | None:
@@ -66,26 +61,14 @@ async def tail(
             ) from exc
         if ready is not None:
             ready.set()
-        messages = queue.iterator()
-        try:
+        async with queue.iterator() as messages:
             async for message in messages:
                 async with message.process():
                     line = format_event(message.body)
                     if line is not None:
                         write_line(line)
-        finally:
-            await _bounded(messages.close())
     finally:
-        await _bounded(connection.close())
-
-
-async def _bounded(closing: Awaitable[object]) -> None:
-    # Cancelling a consumer or closing a connection waits for the broker's answer; just
-    # after a reconnect, while aio-pika restores the consumer, that answer can never
-    # come and Ctrl-C would hang the tail. What is left open, the broker drops with the
-    # connection.
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+        await connection.close()
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -38,6 +39,14 @@ LONGEST_FILES_FIRST: Final = (
     "test_worker_process.py",
     "test_chart.py",
 )
+
+
+# A test run started in the background by a script (`cmd &`) inherits SIGINT ignored,
+# and so would every command the tests start and then stop with SIGINT as a person
+# presses Ctrl-C (`reactions tail`, the simulator): they would never stop. Give the
+# tests and their children the disposition of a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
