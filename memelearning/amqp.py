@@ -16,6 +16,7 @@ and what to check, and the connection's outages are logged once each
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shlex
 import socket
@@ -158,6 +159,23 @@ class AmqpSettings(BaseSettings):
         )
 
 
+class _ClosedOnFailure(aio_pika.RobustConnection):
+    """A robust connection that closes itself when its first connect fails.
+
+    aio-pika's ``Connection.__del__`` schedules ``close()`` for a connection nobody
+    closed; when a failed connection is collected outside a running event loop, that
+    ``close()`` is a coroutine never awaited, and its warning lands on whatever runs
+    then (it failed a TLS test's teardown)."""
+
+    async def connect(self, timeout: float | int | None = None) -> None:
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
+
+
 async def connect_robust(
     url: str,
     *,
@@ -172,7 +190,10 @@ async def connect_robust(
     (:func:`memelearning.outages.watch_outages`) rather than at every reconnect attempt."""
     try:
         connection = await aio_pika.connect_robust(
-            url, ssl_context=ssl_context, client_properties=client_properties
+            url,
+            ssl_context=ssl_context,
+            client_properties=client_properties,
+            connection_class=_ClosedOnFailure,
         )
     except (aiormq.exceptions.AMQPError, OSError) as exc:
         hint = explain_tls(exc) if explain_tls is not None else None
