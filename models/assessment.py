@@ -8,7 +8,10 @@ frames resized to the model's input size as the worker resizes them:
 * gesture-classifier accuracy and confusion matrix on the held-out ``hagrid-crops``;
 * end-to-end gesture AP on ``hands/test``, where finger counts name gestures
   (0 → fist, 1 → one, 2 → peace, 5 → palm; 3 and 4 have no gesture and are ignored);
-* frames/s of the SavedModel at batch 1 and 16 and of the TFLite export with LiteRT.
+* frames/s of the SavedModel at batch 1 and 16 and of the TFLite export with LiteRT;
+* for a model with a face stage, smile vs neutral on held-out GENKI faces and faces
+  found in ``signs/`` (:mod:`models.face_scores`). Face boxes never count in the hand
+  and gesture figures.
 
 Writes ``metrics.json``, ``metrics.md`` and the charts to the output folder, and the
 model card (``MODEL_CARD.md``) next to the model.
@@ -43,6 +46,7 @@ from models.evaluation import (
     plot_confusion_matrix,
     plot_precision_recall,
 )
+from models.face_scores import face_figures, faces_markdown, pose_figures, poses_markdown
 from models.frame_labels import gesture_frames, relabel
 from models.frame_scores import (
     GESTURE_ALIASES,
@@ -79,6 +83,7 @@ class _Model:
     serve: Callable[..., Mapping[str, Any]]
     hands: Callable[..., Mapping[str, Any]]
     crops: Callable[..., Mapping[str, Any]]
+    faces: Callable[..., Mapping[str, Any]] | None
     labels: dict[int, str]
     head_labels: tuple[str, ...]
     input_size: tuple[int, int]
@@ -92,7 +97,7 @@ class EvaluationError(Exception):
 def _load(model_dir: Path) -> _Model:
     import tensorflow as tf
 
-    from models.gesture_model import CROPS_SIGNATURE, HANDS_SIGNATURE
+    from models.gesture_model import CROPS_SIGNATURE, FACES_SIGNATURE, HANDS_SIGNATURE
     from worker.labelmap import load_label_map
 
     needed = ("saved_model.pb", "model.json", "label_map.pbtxt")
@@ -116,6 +121,7 @@ def _load(model_dir: Path) -> _Model:
         serve=root.signatures["serving_default"],
         hands=root.signatures[HANDS_SIGNATURE],
         crops=root.signatures[CROPS_SIGNATURE],
+        faces=root.signatures.get(FACES_SIGNATURE),
         labels={i: labels[i] for i in labels},
         head_labels=tuple(meta["head_labels"]),
         input_size=(int(height), int(width)),
@@ -168,6 +174,11 @@ def score_frames(
     import tensorflow as tf
 
     thresholds: Mapping[str, float] = model.meta.get("thresholds", {})
+    # Faces and poses are scored on their own data (models/face_scores.py): a hand
+    # reported as a pose is no gesture here.
+    not_gestures = frozenset(model.meta.get("face_labels", ())) | frozenset(
+        model.meta.get("pose_labels", ())
+    )
     frames = []
     for annotation in tqdm(annotations, desc=desc, unit="frame"):
         image = tf.constant(_frame(annotation.image_path, model.input_size))
@@ -186,7 +197,7 @@ def score_frames(
         for i in range(int(out["num_detections"][0])):
             label = model.labels.get(int(out["detection_classes"][0, i]))
             score = float(out["detection_scores"][0, i])
-            if label is None or score <= 0:
+            if label is None or score <= 0 or label in not_gestures:
                 continue
             found = Prediction(
                 GESTURE_ALIASES.get(label, label), score, _box(out["detection_boxes"][0, i].numpy())
@@ -351,6 +362,24 @@ def evaluate(
         [_frame(a.image_path, model.input_size) for a in splits.hands_test[:16]]
     )
     figures = speed(model, model_dir, frames)
+    faces = (
+        face_figures(model.faces, data_root, model.input_size, limit)
+        if model.faces is not None
+        else None
+    )
+    poses = (
+        pose_figures(
+            model.serve,
+            model.labels,
+            model.meta.get("thresholds", {}),
+            data_root,
+            model.input_size,
+            limit,
+            DEFAULT_THRESHOLD,
+        )
+        if model.meta.get("pose_labels")
+        else None
+    )
 
     charts = {
         "hands_test_pr": plot_precision_recall(
@@ -383,6 +412,8 @@ def evaluate(
         "peer": peer,
         "thresholds": model.meta.get("thresholds", {}),
         "speed": figures,
+        "faces": faces,
+        "poses": poses,
         "detail": {
             "hands_test": detection_to_dict(hands_result),
             "signs_held_out": detection_to_dict(signs_result),
@@ -461,6 +492,8 @@ def summary_markdown(metrics: Mapping[str, Any]) -> str:
     lines += ["|---|---:|---:|"]
     lines += [f"| {k} | {pct(v['ap'])} | {v['n_gt']} |" for k, v in gestures.items() if v["n_gt"]]
     lines += _production_markdown(metrics)
+    lines += faces_markdown(metrics.get("faces"))
+    lines += poses_markdown(metrics.get("poses"))
     lines += [
         "",
         "## Classifier per class (held-out crops)",

@@ -110,8 +110,15 @@ FACE_BLENDSHAPES: Final = BaseModel(
     FACE_LANDMARKER_TASK,
 )
 """146 of the landmarks → 52 blendshapes."""
+FACE_MESH: Final = BaseModel(
+    "mediapipe/modules/face_landmark/face_landmark.tflite",
+    "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+)
+"""MediaPipe's older face mesh, from the same ``mediapipe`` wheel as the hand models:
+192x192 face region → 468 landmarks (no irises) and face presence, about a third of
+the attention network's cost."""
 HAND_MODELS: Final = (PALM_DETECTOR, HAND_LANDMARKS)
-FACE_MODELS: Final = (FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES)
+FACE_MODELS: Final = (FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES, FACE_MESH)
 BASE_MODELS: Final = HAND_MODELS + FACE_MODELS
 
 

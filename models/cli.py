@@ -120,6 +120,21 @@ def _register_gesture_commands(
     export.add_argument("out", type=Path)
     export.set_defaults(func=_export)
 
+    rebuild = subparsers.add_parser(
+        "rebuild",
+        help="serve a trained model's head with this version's graph (e.g. the face stage)",
+        description="Read the trained gesture head of an exported model and export it "
+        "again, SavedModel + TFLite, with this version's stage one and (unless --no-faces) "
+        "the face stage; model.json keeps the source's thresholds and figures and records "
+        "where the head came from. No training.",
+    )
+    rebuild.add_argument("source", type=Path, help="an exported gesture model (models/default)")
+    rebuild.add_argument("out", type=Path, help="a new folder for the rebuilt model")
+    rebuild.add_argument("--version", default=defaults.version, help="model version to record")
+    rebuild.add_argument("--no-faces", action="store_true", help="hands only, no face stage")
+    rebuild.add_argument("--base-cache", type=Path, help="where the base models live")
+    rebuild.set_defaults(func=_rebuild)
+
     evaluate = subparsers.add_parser(
         "evaluate",
         help="score an exported gesture model on held-out data, write report + model card",
@@ -160,6 +175,32 @@ def _train(args: argparse.Namespace) -> int:
         print(train(args.data, args.run_dir, config, base_cache=args.base_cache))
     except TrainingError as exc:
         print(f"memelearning train: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from models.base_models import BaseModelError
+    from models.rebuild import RebuildError, rebuild
+
+    if args.out.exists() and any(args.out.iterdir()):
+        print(
+            f"memelearning rebuild: {args.out} exists and is not empty; choose a new folder",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        print(
+            rebuild(
+                args.source,
+                args.out,
+                version=args.version,
+                faces=not args.no_faces,
+                base_cache=args.base_cache,
+            )
+        )
+    except (RebuildError, BaseModelError) as exc:
+        print(f"memelearning rebuild: {exc}", file=sys.stderr)
         return 2
     return 0
 

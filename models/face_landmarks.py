@@ -12,6 +12,10 @@ The subset and the names are MediaPipe's, copied from
 ``mediapipe/tasks/cc/vision/face_landmarker/face_blendshapes_graph.cc``
 (``kLandmarksSubsetIdxs`` and ``kBlendshapeNames``; google-ai-edge/mediapipe, Apache-2.0),
 because the blendshape network was trained on exactly that input.
+
+The ``mesh192`` face stage uses a third, cheaper network instead of both:
+``face_landmark.tflite`` of the ``mediapipe`` wheel (:class:`FaceMesh`), the older
+468-point mesh (the same topology without the irises) on a 192x192 region.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from models.tflite_import import ImportedGraph, import_tflite
 
 LANDMARK_INPUT: Final = 256
 NUM_LANDMARKS: Final = 478
+MESH_INPUT: Final = 192
+MESH_LANDMARKS: Final = 468
+"""The older 192x192 face mesh (:class:`FaceMesh`): the first 468 points of the same
+topology, no irises."""
+IRIS_LANDMARKS: Final = tuple(range(MESH_LANDMARKS, NUM_LANDMARKS))
+"""468-472: the person's right iris (centre, then four contour points), 473-477: the
+left one."""
+_MESH_POINTS: Final = "conv2d_21"
+_MESH_PRESENCE_LOGIT: Final = "conv2d_31"
 _POINTS: Final = "Identity"
 _PRESENCE_LOGIT: Final = "Identity_1"
 # The blendshape network's last op keeps only the first sample of its batch (it was
@@ -85,6 +98,31 @@ class FaceLandmarks(tf.Module):  # type: ignore[misc]  # TensorFlow ships no typ
         the region holds a face (MediaPipe applies the same sigmoid)."""
         points, logit = self._graph.call_tapped(crops01, [_POINTS, _PRESENCE_LOGIT])
         return tf.reshape(points, [-1, NUM_LANDMARKS, 3]), tf.sigmoid(tf.reshape(logit, [-1]))
+
+
+class FaceMesh(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hints
+    """MediaPipe's older face-mesh network (``face_landmark.tflite`` of the ``mediapipe``
+    wheel, Apache-2.0): 468 points and face presence on a 192x192 region, the face
+    region the attention network would see (MediaPipe's own face mesh graph crops it
+    the same way: detection box x 1.5, turned level with the eyes)."""
+
+    def __init__(self, graph: ImportedGraph) -> None:
+        super().__init__(name="face_mesh")
+        if graph.input_shape[1:] != (MESH_INPUT, MESH_INPUT, 3):
+            raise ValueError(f"expected a {MESH_INPUT}x{MESH_INPUT} RGB network")
+        self._graph = graph
+        self.weights = list(graph.variables)
+
+    @classmethod
+    def from_tflite(cls, path: Path) -> FaceMesh:
+        return cls(import_tflite(path, name="face_mesh", trainable=False))
+
+    def __call__(self, crops01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``[M, 192, 192, 3]`` in [0, 1] → ``(points [M, 468, 3], presence [M])`` in crop
+        pixels, z on x's scale; presence through a sigmoid, as MediaPipe's face mesh
+        graph reads it."""
+        points, logit = self._graph.call_tapped(crops01, [_MESH_POINTS, _MESH_PRESENCE_LOGIT])
+        return tf.reshape(points, [-1, MESH_LANDMARKS, 3]), tf.sigmoid(tf.reshape(logit, [-1]))
 
 
 class FaceBlendshapes(tf.Module):  # type: ignore[misc]

@@ -3,8 +3,12 @@
 ``python -m models.face_measure smile`` fits the smile model on the training part of
 ``genki-smile/`` and scores it on the held-out part; ``found`` counts the frames of
 ``signs/`` (each shows one person's face) in which a face is found; ``speed`` times the
-stage in LiteRT and TensorFlow on one core. Results go to ``OUT/report.json`` (and the
-fit to ``OUT/smile_fit.json``); docs/models.md ("Face stage") records them.
+stage in LiteRT and TensorFlow on one core. ``--landmarks`` names the variants
+(:attr:`models.face_tracking.FaceConfig.landmarks`; default both): ``smile`` and
+``found`` measure each in turn, ``speed`` times them in interleaved rounds, so a
+machine shared with other work loads them alike. Results go to
+``OUT/report.json`` under each variant's name (and each fit to
+``OUT/smile_fit.VARIANT.json``); docs/models.md ("Face stage") records them.
 
 GENKI's crops are 64x64 and tight around the face, found by an OpenCV cascade. They are
 enlarged and pasted into a meeting-sized grey frame, as a participant's head would sit
@@ -18,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +30,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+LANDMARK_VARIANTS: Final = ("mesh192", "attention256")
+"""As :data:`models.face_tracking.LANDMARK_VARIANTS` (kept here so ``--help`` needs no
+TensorFlow import)."""
 GENKI_LABELS: Final = {"smile": True, "neutral": False}
 FRAME_SIZE: Final = (360, 480)
 """(H, W) the worker resizes frames to (the export's input size)."""
@@ -115,11 +122,20 @@ def measure_smile(stage: Any, data: Path) -> tuple[dict[str, Any], Any]:
     train = np.array([index[f.key] for f in split.train])
     test = np.array([index[f.key] for f in split.test])
     found = out["num_faces"] > 0
-    blendshapes = out["face_blendshapes"][:, 0]
+    inputs = stage.config.smile_fit.inputs
+    if inputs == "landmarks":
+        from models.smile import mouth_geometry
+
+        # The stage reads frame pixels; the output is normalized to the frame.
+        height, width = FRAME_SIZE
+        pixels = out["face_landmarks"][:, 0, :, :2] * np.array([width, height], np.float32)
+        values = mouth_geometry(pixels).numpy()
+    else:
+        values = out["face_blendshapes"][:, 0]
     smiling = np.array([f.smiling for f in faces])
     fit_on = train[found[train]]
-    fit = fit_smile(blendshapes[fit_on], smiling[fit_on])
-    probability = fit.probability(blendshapes[test])
+    fit = fit_smile(values[fit_on], smiling[fit_on], inputs=inputs)
+    probability = fit.probability(values[test])
     right = (probability >= 0.5) == smiling[test]
     seen = found[test]
     predicted_smile = (probability >= 0.5) & seen
@@ -177,10 +193,15 @@ def measure_found(stage: Any, data: Path) -> dict[str, Any]:
     }
 
 
-def measure_speed(stage: Any, data: Path, rounds: int = 7) -> dict[str, Any]:
-    """Milliseconds per frame on one core: the stage's TFLite file (fp16 weights, as the
-    export stores them) in LiteRT, one frame per call, on 16 frames of ``signs/`` (one
-    face each) and on blank frames; and the TensorFlow path on a batch of those 16."""
+def measure_speed(
+    stages: Mapping[str, Any], data: Path, rounds: int = 7
+) -> dict[str, dict[str, Any]]:
+    """Milliseconds per frame on one core, for each named stage: its TFLite file (fp16
+    weights, as the export stores them) in LiteRT, one frame per call, on 16 frames of
+    ``signs/`` (one face each) and on blank frames; and the TensorFlow path on a batch
+    of those 16. The stages take turns within each round, so load from other work on
+    a shared machine falls on all of them alike and their ratios hold. ``*_cpu_ms`` is
+    the calling thread's CPU time per frame, which such load hardly changes."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
@@ -190,29 +211,43 @@ def measure_speed(stage: Any, data: Path, rounds: int = 7) -> dict[str, Any]:
     paths = sorted((data / "signs").glob("*/*.jpg"))[::50][:16]
     faces = [load_frame(p, FRAME_SIZE) for p in paths]
     blank = [np.zeros((*FRAME_SIZE, 3), np.uint8)] * len(faces)
-    runner = Interpreter(
-        model_content=face_tflite(stage, FRAME_SIZE), num_threads=1
-    ).get_signature_runner()
-    call = tf.function(stage.__call__)
     batch = tf.constant(np.stack(faces))
-    call(batch)  # trace and warm up
-    timings: dict[str, list[float]] = {"litert_face": [], "litert_blank": [], "tf_batch": []}
+    runners, calls = {}, {}
+    for variant, stage in stages.items():
+        runners[variant] = Interpreter(
+            model_content=face_tflite(stage, FRAME_SIZE), num_threads=1
+        ).get_signature_runner()
+        calls[variant] = tf.function(stage.__call__)
+        calls[variant](batch)  # trace and warm up
+        runners[variant](input_tensor=faces[0][None])
+    names = ("litert_face", "litert_blank", "litert_face_cpu", "litert_blank_cpu", "tf_batch")
+    timings: dict[str, dict[str, list[float]]] = {v: {n: [] for n in names} for v in stages}
     for _ in range(rounds):
-        for name, frames in (("litert_face", faces), ("litert_blank", blank)):
+        for variant in stages:
+            runner = runners[variant]
+            for name, frames in (("litert_face", faces), ("litert_blank", blank)):
+                start, cpu = time.perf_counter(), time.thread_time()
+                for frame in frames:
+                    runner(input_tensor=frame[None])
+                timings[variant][name].append((time.perf_counter() - start) / len(frames))
+                # LiteRT on one thread computes in the calling thread: its CPU time is
+                # the work itself, which other work on the machine delays but does not
+                # add to (wall time under load includes the waits).
+                timings[variant][f"{name}_cpu"].append((time.thread_time() - cpu) / len(frames))
             start = time.perf_counter()
-            for frame in frames:
-                runner(input_tensor=frame[None])
-            timings[name].append((time.perf_counter() - start) / len(frames))
-        start = time.perf_counter()
-        call(batch)
-        timings["tf_batch"].append((time.perf_counter() - start) / len(faces))
+            calls[variant](batch)
+            timings[variant]["tf_batch"].append((time.perf_counter() - start) / len(faces))
     return {
-        **{f"{name}_ms": 1000 * float(np.median(v)) for name, v in timings.items()},
-        # The least of the rounds: nearest to a quiet core on a shared machine.
-        **{f"{name}_min_ms": 1000 * float(np.min(v)) for name, v in timings.items()},
-        "frames": len(faces),
-        "rounds": rounds,
-        "threads": 1,
+        variant: {
+            **{f"{name}_ms": 1000 * float(np.median(v)) for name, v in times.items()},
+            # The least of the rounds: nearest to a quiet core on a shared machine.
+            **{f"{name}_min_ms": 1000 * float(np.min(v)) for name, v in times.items()},
+            "frames": len(faces),
+            "rounds": rounds,
+            "threads": 1,
+            "interleaved_with": sorted(set(stages) - {variant}),
+        }
+        for variant, times in timings.items()
     }
 
 
@@ -221,6 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("what", choices=["smile", "found", "speed", "all"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("var/face"))
+    parser.add_argument(
+        "--landmarks",
+        nargs="+",
+        choices=list(LANDMARK_VARIANTS),
+        default=list(LANDMARK_VARIANTS),
+        help="face-stage variants to measure (default: all)",
+    )
+    parser.add_argument("--rounds", type=int, default=7, help="speed: interleaved rounds")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
@@ -229,21 +272,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from models.base_models import base_model_paths
-    from models.face_tracking import FaceStage
+    from models.face_tracking import FaceConfig, FaceStage
 
-    stage = FaceStage.from_base_models(base_model_paths())
+    paths = base_model_paths()
+    stages = {
+        variant: FaceStage.from_base_models(paths, FaceConfig(landmarks=variant))
+        for variant in dict.fromkeys(args.landmarks)
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     report_path = args.out / "report.json"
     report: dict[str, Any] = (
         json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
     )
-    if args.what in ("smile", "all"):
-        report["smile"], fit = measure_smile(stage, args.data)
-        (args.out / "smile_fit.json").write_text(fit.to_json(), encoding="utf-8")
-    if args.what in ("found", "all"):
-        report["found"] = measure_found(stage, args.data)
+    for variant, stage in stages.items():
+        section = report.setdefault(variant, {})
+        if args.what in ("smile", "all"):
+            section["smile"], fit = measure_smile(stage, args.data)
+            fit_path = args.out / f"smile_fit.{variant}.json"
+            fit_path.write_text(fit.to_json(), encoding="utf-8")
+        if args.what in ("found", "all"):
+            section["found"] = measure_found(stage, args.data)
     if args.what in ("speed", "all"):
-        report["speed"] = measure_speed(stage, args.data)
+        for variant, speed in measure_speed(stages, args.data, args.rounds).items():
+            report[variant]["speed"] = speed
     report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items()}, indent=2))
     return 0

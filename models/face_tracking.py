@@ -1,5 +1,14 @@
 """The face stage, the way MediaPipe's Face Landmarker finds faces: BlazeFace → face
-region rotated level with the eyes → 478 landmarks → 52 blendshapes → smile or not.
+region rotated level with the eyes → landmarks → smile or not.
+
+Two landmark variants (:attr:`FaceConfig.landmarks`):
+
+- ``"mesh192"`` (default): MediaPipe's older 468-point face mesh on a 192x192 region;
+  the smile model reads the mouth's geometry (:func:`models.smile.mouth_geometry`).
+  The ten iris points 468-477 are synthesized (:func:`synthesized_irises`) and the
+  blendshapes are zeros. A frame with a face costs about 0.43 times the other's.
+- ``"attention256"``: the Face Landmarker's 478-point attention network on a 256x256
+  region, then the 52 blendshapes, which the smile model reads.
 
 BlazeFace (:mod:`models.face_detector`) finds faces and six keypoints on the
 letterboxed frame; its many overlapping anchors per face are merged by MediaPipe's
@@ -29,13 +38,22 @@ from typing import Any, Final
 import numpy as np
 import tensorflow as tf
 
+from models.base_models import (
+    FACE_BLENDSHAPES,
+    FACE_DETECTOR,
+    FACE_LANDMARKS,
+    FACE_MESH,
+    BaseModel,
+)
 from models.face_detector import INPUT_SIZE, FaceDetector, letterbox_like_mediapipe
 from models.face_landmarks import (
     BLENDSHAPE_NAMES,
     LANDMARK_INPUT,
+    MESH_INPUT,
     NUM_LANDMARKS,
     FaceBlendshapes,
     FaceLandmarks,
+    FaceMesh,
 )
 from models.hand_detector import Letterbox
 from models.hand_tracking import (
@@ -45,7 +63,7 @@ from models.hand_tracking import (
     landmark_boxes,
     landmarks_to_frame,
 )
-from models.smile import DEFAULT_SMILE, SmileFit, SmileHead
+from models.smile import DEFAULT_MESH_SMILE, DEFAULT_SMILE, SmileFit, SmileHead, mouth_geometry
 
 _RIGHT_EYE: Final = 0
 _LEFT_EYE: Final = 1
@@ -57,6 +75,18 @@ FACE_OUTPUTS: Final = (
     "face_blendshapes",
     "smile",
 )
+LANDMARK_VARIANTS: Final = ("mesh192", "attention256")
+""":attr:`FaceConfig.landmarks` choices."""
+# The eye contours of the face mesh (MediaPipe's FACEMESH_RIGHT_EYE / LEFT_EYE rings),
+# each starting at the outer corner with the inner corner eighth; in the 478-point
+# layout the person's right iris (468-472) comes first, then the left (473-477).
+_EYE_RINGS: Final = (
+    (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
+    (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
+)
+IRIS_RADIUS: Final = 0.23
+"""A synthesized iris's radius in eye widths (corner to corner): what the attention
+network places on GENKI's faces, on average (0.21-0.25)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +116,35 @@ class FaceConfig:
     """The reported box is the landmarks' bounds grown this many times: the mesh runs
     from the top of the forehead to the chin and from cheek to cheek, which is the box
     a person draws around a face."""
-    smile: SmileFit = DEFAULT_SMILE
-    """The smile model (:mod:`models.smile`)."""
+    landmarks: str = "mesh192"
+    """The landmark network: ``"mesh192"`` (MediaPipe's 468-point face mesh, 192x192;
+    smile from mouth geometry; meets the 5 ms budget) or ``"attention256"`` (the Face
+    Landmarker's 478-point network, 256x256, and the blendshape network; 2.3 times
+    the cost). Figures for both: docs/models.md, "Face stage"."""
+    smile: SmileFit | None = None
+    """The smile model (:mod:`models.smile`); ``None`` is the fit shipped for the
+    variant (:data:`~models.smile.DEFAULT_MESH_SMILE` or
+    :data:`~models.smile.DEFAULT_SMILE`), filled in on construction."""
+
+    def __post_init__(self) -> None:
+        if self.landmarks not in LANDMARK_VARIANTS:
+            raise ValueError(f"landmarks {self.landmarks!r}: one of {LANDMARK_VARIANTS}")
+        wanted = "landmarks" if self.landmarks == "mesh192" else "blendshapes"
+        if self.smile is None:
+            default = DEFAULT_MESH_SMILE if self.landmarks == "mesh192" else DEFAULT_SMILE
+            object.__setattr__(self, "smile", default)  # frozen: set once, here
+        elif self.smile.inputs != wanted:
+            raise ValueError(f"the {self.landmarks} stage's smile model reads {wanted}")
+
+    @property
+    def crop_size(self) -> int:
+        """The landmark network's input side in pixels."""
+        return MESH_INPUT if self.landmarks == "mesh192" else LANDMARK_INPUT
+
+    @property
+    def smile_fit(self) -> SmileFit:
+        assert self.smile is not None  # filled in by __post_init__
+        return self.smile
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +269,47 @@ def face_crops(
     return tf.cast(tf.gather(padded, index), tf.float32)
 
 
+def synthesized_irises(pixels: tf.Tensor, depth: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The ten iris points 468-477 the 468-point mesh lacks, from its eye contours:
+    ``pixels [M, 468, 2]`` (frame pixels), ``depth [M, 468]`` → ``([M, 10, 2], [M,
+    10])``. Each iris is centred in its eye contour with radius :data:`IRIS_RADIUS` eye
+    widths, its four contour points to the image right, up, left and down of the centre
+    along the eye line, in the attention network's order; depth is the contour's mean.
+    Where the eye is looking is not known: these say where the eyes are, not gaze."""
+    right, left = pixels[:, 33], pixels[:, 263]
+    axis = left - right
+    unit = axis / tf.maximum(tf.norm(axis, axis=-1, keepdims=True), 1e-6)
+    down = tf.stack([-unit[:, 1], unit[:, 0]], axis=-1)  # image y grows downwards
+    points, depths = [], []
+    for ring in _EYE_RINGS:
+        contour = tf.gather(pixels, list(ring), axis=1)
+        centre = tf.reduce_mean(contour, axis=1)
+        radius = IRIS_RADIUS * tf.norm(contour[:, 0] - contour[:, 8], axis=-1, keepdims=True)
+        points.append(
+            tf.stack(
+                [
+                    centre,
+                    centre + radius * unit,
+                    centre - radius * down,
+                    centre - radius * unit,
+                    centre + radius * down,
+                ],
+                axis=1,
+            )
+        )
+        mean_depth = tf.reduce_mean(tf.gather(depth, list(ring), axis=1), axis=1, keepdims=True)
+        depths.append(tf.tile(mean_depth, [1, 5]))
+    return tf.concat(points, axis=1), tf.concat(depths, axis=1)
+
+
+def face_base_models(config: FaceConfig | None = None) -> tuple[BaseModel, ...]:
+    """The pretrained networks the stage with ``config`` runs (and a model carrying it
+    records)."""
+    if (config or FaceConfig()).landmarks == "mesh192":
+        return (FACE_DETECTOR, FACE_MESH)
+    return (FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES)
+
+
 class FaceStage(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hints
     """Faces in uint8 frames ``[N, H, W, 3]``; see :data:`FACE_OUTPUTS` and
     :meth:`__call__` for what comes out."""
@@ -219,25 +317,39 @@ class FaceStage(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hi
     def __init__(
         self,
         detector: FaceDetector,
-        landmarks: FaceLandmarks,
-        blendshapes: FaceBlendshapes,
+        landmarks: FaceLandmarks | FaceMesh,
+        blendshapes: FaceBlendshapes | None = None,
         config: FaceConfig | None = None,
     ) -> None:
         super().__init__(name="face_stage")
-        self.config = config or FaceConfig()
+        if config is None:
+            variant = "mesh192" if isinstance(landmarks, FaceMesh) else "attention256"
+            config = FaceConfig(landmarks=variant)
+        self.config = config
+        if isinstance(landmarks, FaceMesh) != (config.landmarks == "mesh192"):
+            raise ValueError(f"{type(landmarks).__name__} is not the {config.landmarks} network")
+        if config.landmarks == "attention256" and blendshapes is None:
+            raise ValueError("the attention256 stage needs the blendshape network")
         self.detector = detector
         self.landmarks = landmarks
-        self.blendshapes = blendshapes
-        self.smile = SmileHead(self.config.smile)
+        # The mesh stage's smile reads geometry: no blendshape network to carry.
+        self.blendshapes = blendshapes if config.landmarks == "attention256" else None
+        self.smile = SmileHead(config.smile_fit)
 
     @classmethod
     def from_base_models(
         cls, paths: Mapping[str, Path], config: FaceConfig | None = None
     ) -> FaceStage:
         """From the verified base-model files (``{file name: path}``, as
-        :func:`models.base_models.base_model_paths` returns them)."""
+        :func:`models.base_models.base_model_paths` returns them); only the variant's
+        networks are read (``mesh192``: ``face_detector.tflite`` and
+        ``face_landmark.tflite``)."""
+        config = config or FaceConfig()
+        detector = FaceDetector.from_tflite(paths["face_detector.tflite"])
+        if config.landmarks == "mesh192":
+            return cls(detector, FaceMesh.from_tflite(paths["face_landmark.tflite"]), None, config)
         return cls(
-            FaceDetector.from_tflite(paths["face_detector.tflite"]),
+            detector,
             FaceLandmarks.from_tflite(paths["face_landmarks_detector.tflite"]),
             FaceBlendshapes.from_tflite(paths["face_blendshapes.tflite"]),
             config,
@@ -258,17 +370,27 @@ class FaceStage(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hi
         """For ``M`` regions of uint8 frames: boxes ``[M, 4]``, presence ``[M]``,
         normalized landmarks ``[M, 478, 3]``, blendshapes ``[M, 52]`` and smile
         probabilities ``[M]``."""
-        points, presence = self.landmarks(face_crops(frames, rois, image_index) / 255.0)
-        pixels = landmarks_to_frame(points, rois, LANDMARK_INPUT)  # [M, 478, 2]
+        size = self.config.crop_size
+        points, presence = self.landmarks(face_crops(frames, rois, image_index, size) / 255.0)
+        pixels = landmarks_to_frame(points, rois, size)  # [M, 468 or 478, 2]
         shape = tf.shape(frames)
         height = tf.cast(shape[1], tf.float32)
         width = tf.cast(shape[2], tf.float32)
-        blendshapes = self.blendshapes(pixels)
         # Depth is on the scale of x, as MediaPipe reports it (crop pixels → frame width).
-        depth = points[..., 2] / LANDMARK_INPUT * rois[:, None, 2] / width
-        normalized = tf.stack([pixels[..., 0] / width, pixels[..., 1] / height, depth], axis=-1)
+        depth = points[..., 2] / size * rois[:, None, 2] / width
+        # The box is the mesh's bounds, irises or not (they lie inside it).
         boxes = landmark_boxes(pixels, tf.stack([height, width]), self.config.box_scale)
-        return boxes, presence, normalized, blendshapes, self.smile.probability(blendshapes)
+        if self.blendshapes is None:
+            smile = self.smile.probability(mouth_geometry(pixels))
+            irises, iris_depth = synthesized_irises(pixels, depth)
+            pixels = tf.concat([pixels, irises], axis=1)
+            depth = tf.concat([depth, iris_depth], axis=1)
+            blendshapes = tf.zeros([tf.shape(pixels)[0], len(BLENDSHAPE_NAMES)])
+        else:
+            blendshapes = self.blendshapes(pixels)
+            smile = self.smile.probability(blendshapes)
+        normalized = tf.stack([pixels[..., 0] / width, pixels[..., 1] / height, depth], axis=-1)
+        return boxes, presence, normalized, blendshapes, smile
 
     def tflite_function(self, input_size: tuple[int, int]) -> Any:
         """A concrete function for the TFLite converter: :meth:`one_frame` on one uint8

@@ -2,12 +2,18 @@
 the Object Detection API contract and as a TFLite file for GPU-less workers.
 
 ``serving_default`` takes uint8 frames ``[N, H, W, 3]`` of any size and batch and
-returns, per frame, up to ``max_hands`` detections: the hand's box, the gesture id
-from ``label_map.pbtxt`` (1-based; ``none`` is never emitted) and a score that is the
-hand score times the gesture probability. ``detect_hands`` returns stage one alone
-(hand boxes and scores) and ``classify_crops`` stage two alone (gesture probabilities
-of 224x224 hand crops, in the order of ``head_labels`` in ``model.json``), for
-evaluation and debugging.
+returns, per frame, up to ``max_hands`` hand detections: the hand's box, the gesture
+id from ``label_map.pbtxt`` (1-based; ``none`` is never emitted) and a score that is
+the hand score times the gesture probability; and, when the model has a face stage
+(:mod:`models.face_tracking`), up to ``max_faces`` face detections: the face's box,
+``smile`` or ``neutral`` (the ids after the gestures) and the face score times that
+expression's probability; a hand held against the face in the ``thinking`` pose, or
+raised as people ask to speak (``raise_hand``), is reported with that pose instead of
+its gesture (:mod:`models.poses`). All are sorted by score. ``detect_hands`` returns stage one
+alone (hand boxes and scores), ``detect_faces`` the face stage alone (boxes, scores,
+smile probability) and ``classify_crops`` stage two alone (gesture probabilities of
+224x224 hand crops, in the order of ``head_labels`` in ``model.json``), for evaluation
+and debugging.
 
 Stage one is MediaPipe's (:mod:`models.hand_tracking`): palms, rotated hand regions,
 landmarks; the box and the hand score come from the landmark network. Stage two crops
@@ -29,6 +35,7 @@ from typing import Any, Final
 
 import tensorflow as tf
 
+from models.face_tracking import FaceStage
 from models.gesture_classifier import CROP_SIZE, NONE_LABEL, GestureHead, LandmarkFeatures
 from models.hand_detector import HandDetector, letterbox
 from models.hand_tracking import (
@@ -40,7 +47,9 @@ from models.hand_tracking import (
     palm_candidates,
     rotated_crops,
 )
+from models.labels import FACE_LABELS, NEUTRAL, POSE_LABELS, RAISE_HAND, SMILE, THINKING
 from models.model_card import write_model_card
+from models.poses import pose_scores
 
 TFLITE_FILE: Final = "model.tflite"
 _FRAMES: Final = tf.TensorSpec([None, None, None, 3], tf.uint8, name="input_tensor")
@@ -48,6 +57,7 @@ _CROPS: Final = tf.TensorSpec([None, CROP_SIZE, CROP_SIZE, 3], tf.uint8, name="c
 EVAL_HAND_THRESHOLD: Final = 0.01
 HANDS_SIGNATURE: Final = "detect_hands"
 CROPS_SIGNATURE: Final = "classify_crops"
+FACES_SIGNATURE: Final = "detect_faces"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +147,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         features: LandmarkFeatures,
         head: GestureHead,
         config: ModelConfig,
+        faces: FaceStage | None = None,
     ) -> None:
         super().__init__(name="gesture_model")
         if NONE_LABEL not in head.labels:
@@ -145,7 +156,19 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         self.features = features
         self.head = head
         self.config = config
+        self.faces = faces
         self.gestures = tuple(label for label in head.labels if label != NONE_LABEL)
+        clash = set(self.gestures) & set(FACE_LABELS)
+        if faces is not None and clash:
+            raise ValueError(f"the head has face labels as gestures: {sorted(clash)}")
+        self.labels = self.gestures + (FACE_LABELS + POSE_LABELS if faces is not None else ())
+        """Label-map order: the gestures, then the face labels and the poses (ids 1, 2, ...)."""
+
+        def label_id(label: str) -> float:
+            return float(self.labels.index(label) + 1) if label in self.labels else 0.0
+
+        self._smile_id, self._neutral_id = label_id(SMILE), label_id(NEUTRAL)
+        self._thinking_id, self._raise_hand_id = label_id(THINKING), label_id(RAISE_HAND)
         # Head class index → 1-based label-map id, 0 for `none`.
         ids = [
             0 if label == NONE_LABEL else self.gestures.index(label) + 1 for label in head.labels
@@ -171,34 +194,47 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
 
     def _landmark_boxes(
         self, frames: tf.Tensor, rois: tf.Tensor, image_index: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Hand boxes ``[M, 4]`` from the landmarks found in each region, and the
-        landmark network's presence scores ``[M]``."""
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Hand boxes ``[M, 4]`` from the landmarks found in each region, the landmark
+        network's presence scores ``[M]`` and the 21 joints ``[M, 21, 2]`` (x, y
+        normalized to the frame)."""
         crops = rotated_crops(frames, rois, image_index) / 255.0
         points, presence = self.features.landmarks(crops)
         frame_size = tf.cast(tf.shape(frames)[1:3], tf.float32)
-        boxes = landmark_boxes(landmarks_to_frame(points, rois), frame_size, self.config.box_scale)
-        return boxes, presence
+        pixels = landmarks_to_frame(points, rois)
+        boxes = landmark_boxes(pixels, frame_size, self.config.box_scale)
+        return boxes, presence, pixels / tf.reverse(frame_size, [0])
 
     def hands(
         self, frames: tf.Tensor, score_threshold: float | None = None
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Hand boxes ``[N, K, 4]``, scores ``[N, K]`` (presence) and counts ``[N]`` of
         uint8 ``frames``, best first, zero-padded."""
+        boxes, scores, count, _ = self.hand_landmarks(frames, score_threshold)
+        return boxes, scores, count
+
+    def hand_landmarks(
+        self, frames: tf.Tensor, score_threshold: float | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """:meth:`hands` and each hand's 21 joints ``[N, K, 21, 2]`` (x, y normalized to
+        the frame; MediaPipe's order: wrist, thumb, index ... little finger)."""
         slots = self.config.max_hands
         palms = self._palms(tf.cast(frames, tf.float32) / 255.0, slots)
         # Landmarks only where a palm was found: cost follows the hands in the frame.
         where = tf.cast(tf.where(palms.live), tf.int32)
-        boxes, presence = tf.cond(
+        boxes, presence, points = tf.cond(
             tf.shape(where)[0] > 0,
             lambda: self._landmark_boxes(frames, tf.gather_nd(palms.rois, where), where[:, 0]),
-            lambda: (tf.zeros([0, 4]), tf.zeros([0])),
+            lambda: (tf.zeros([0, 4]), tf.zeros([0]), tf.zeros([0, 21, 2])),
         )
         shape = tf.stack([tf.shape(frames)[0], slots])
         box_grid = tf.scatter_nd(where, boxes, tf.concat([shape, [4]], axis=0))
         score_grid = tf.scatter_nd(where, presence, shape)
-        boxes, scores, count, _ = self._best_hands(box_grid, score_grid, score_threshold, slots)
-        return boxes, scores, count
+        point_grid = tf.scatter_nd(where, points, tf.concat([shape, [21, 2]], axis=0))
+        boxes, scores, count, (points,) = self._best_hands(
+            box_grid, score_grid, score_threshold, slots, (point_grid,)
+        )
+        return boxes, scores, count, points
 
     def _best_hands(
         self,
@@ -210,7 +246,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list[tf.Tensor]]:
         """Hands above the threshold, best first, with two regions of one hand (two
         palm detections) reduced to one: boxes, scores, counts, and ``extras``
-        (``[N, K]`` values per hand) in the same order; empty slots are zero."""
+        (``[N, K, ...]`` values per hand) in the same order; empty slots are zero."""
         threshold = self.config.hand_threshold if score_threshold is None else score_threshold
         order = tf.math.top_k(scores, k=slots).indices
         boxes, scores, *extras = (
@@ -220,7 +256,11 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         index, live = first_slots(keep, scores, slots)
         livef = tf.cast(live, tf.float32)
         boxes = tf.gather(boxes, index, batch_dims=1) * livef[..., None]
-        scores, *extras = (tf.gather(t, index, batch_dims=1) * livef for t in (scores, *extras))
+        scores, *extras = (
+            tf.gather(t, index, batch_dims=1)
+            * tf.reshape(livef, [-1, slots] + [1] * (t.shape.rank - 2))
+            for t in (scores, *extras)
+        )
         return boxes, scores, tf.reduce_sum(tf.cast(live, tf.int32), axis=1), extras
 
     # -- stage two -------------------------------------------------------------------
@@ -237,7 +277,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         return tf.gather(self._label_ids, best), tf.reduce_max(gesture_only, axis=-1)
 
     def detect(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
-        boxes, hand_scores, valid = self.hands(frames)
+        boxes, hand_scores, valid, points = self.hand_landmarks(frames)
         count = tf.shape(boxes)[0]
         slots = self.config.max_hands
         # Classify only real hands: most frames hold one or none.
@@ -253,7 +293,62 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         shape = tf.stack([count, slots])
         class_grid = tf.scatter_nd(where, classes, shape)
         score_grid = tf.scatter_nd(where, probability, shape) * hand_scores
+        if self.faces is not None:
+            faces = self.faces(frames)
+            class_grid, score_grid = self._posed(
+                class_grid, score_grid, hand_scores, points, valid, faces, tf.shape(frames)[1:3]
+            )
+            return self._with_faces(boxes, class_grid, score_grid, valid, faces)
         return _sorted_outputs(boxes, class_grid, score_grid, valid)
+
+    def _posed(
+        self,
+        classes: tf.Tensor,
+        scores: tf.Tensor,
+        presence: tf.Tensor,
+        points: tf.Tensor,
+        valid: tf.Tensor,
+        faces: dict[str, tf.Tensor],
+        frame_size: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Hands ``[N, K]`` in a pose take the pose's label, scored with the hand's
+        presence (the pose is a rule on landmarks, not a probability)."""
+        slots = tf.shape(classes)[1]
+        hand_live = tf.range(slots)[None, :] < valid[:, None]
+        face_live = (
+            tf.range(tf.shape(faces["face_scores"])[1])[None, :] < faces["num_faces"][:, None]
+        )
+        thinking, raised = pose_scores(
+            points, hand_live, faces["face_landmarks"], face_live, frame_size
+        )
+        is_raised = raised > 0.5
+        is_thinking = (thinking > 0.5) & ~is_raised
+        classes = tf.where(is_raised, self._raise_hand_id, classes)
+        classes = tf.where(is_thinking, self._thinking_id, classes)
+        scores = tf.where(is_raised | is_thinking, presence, scores)
+        return classes, scores
+
+    def _with_faces(
+        self,
+        boxes: tf.Tensor,
+        classes: tf.Tensor,
+        scores: tf.Tensor,
+        valid: tf.Tensor,
+        faces: dict[str, tf.Tensor],
+    ) -> dict[str, tf.Tensor]:
+        """The hands' detections ``[N, K]`` and the face stage's ``[N, F]`` as one sorted
+        list per frame: each face is ``smile`` or ``neutral``, whichever is likelier,
+        scored face presence x that probability."""
+        smile = faces["smile"]
+        smiling = smile >= 0.5
+        face_classes = tf.where(smiling, self._smile_id, self._neutral_id)
+        face_scores = faces["face_scores"] * tf.where(smiling, smile, 1.0 - smile)
+        return _sorted_outputs(
+            tf.concat([boxes, faces["face_boxes"]], axis=1),
+            tf.concat([classes, face_classes], axis=1),
+            tf.concat([scores, face_scores], axis=1),
+            valid + faces["num_faces"],
+        )
 
     @tf.function(input_signature=[_FRAMES])  # type: ignore[untyped-decorator]
     def serve(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -264,6 +359,14 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         # A low floor: evaluation wants the whole precision-recall curve.
         boxes, scores, valid = self.hands(input_tensor, score_threshold=EVAL_HAND_THRESHOLD)
         return {"hand_boxes": boxes, "hand_scores": scores, "num_hands": tf.cast(valid, tf.float32)}
+
+    def serve_faces(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The face stage alone: boxes, presence scores, counts and smile probability
+        (``[N, F]``), for evaluation."""
+        if self.faces is None:
+            raise ValueError("this model has no face stage")
+        out = self.faces(input_tensor)
+        return {k: out[k] for k in ("face_boxes", "face_scores", "num_faces", "smile")}
 
     @tf.function(input_signature=[_CROPS])  # type: ignore[untyped-decorator]
     def serve_crops(self, crops: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -293,11 +396,11 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
             palms = self._palms(tf.cast(input_tensor, tf.float32) / 255.0, slots)
             one = tf.zeros([1], tf.int32)
 
-            def nothing() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-                return tf.zeros([4]), tf.zeros([]), tf.zeros([]), tf.zeros([])
+            def nothing() -> tuple[tf.Tensor, ...]:
+                return tf.zeros([4]), tf.zeros([]), tf.zeros([]), tf.zeros([]), tf.zeros([21, 2])
 
-            def hand(slot: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-                boxes, presence = self._landmark_boxes(
+            def hand(slot: int) -> tuple[tf.Tensor, ...]:
+                boxes, presence, points = self._landmark_boxes(
                     input_tensor, palms.rois[0, slot : slot + 1], one
                 )
 
@@ -310,7 +413,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
                     classify,
                     lambda: (tf.zeros([]), tf.zeros([])),
                 )
-                return boxes[0], presence[0], classes, probability
+                return boxes[0], presence[0], classes, probability, points[0]
 
             found = [
                 tf.cond(palms.live[0, slot], lambda slot=slot: hand(slot), nothing)
@@ -320,11 +423,18 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
             presence = tf.stack([f[1] for f in found])[None]
             classes = tf.stack([f[2] for f in found])[None]
             probability = tf.stack([f[3] for f in found])[None]
+            points = tf.stack([f[4] for f in found])[None]
             # The same choice of hands as the SavedModel: best presence first, two
             # regions of one hand reduced to one, below the threshold dropped.
-            boxes, presence, count, (classes, probability) = self._best_hands(
-                boxes, presence, None, slots, (classes, probability)
+            boxes, presence, count, (classes, probability, points) = self._best_hands(
+                boxes, presence, None, slots, (classes, probability, points)
             )
+            if self.faces is not None:
+                faces = self.faces.one_frame(input_tensor)
+                classes, scores = self._posed(
+                    classes, probability * presence, presence, points, count, faces, [height, width]
+                )
+                return self._with_faces(boxes, classes, scores, count, faces)
             return _sorted_outputs(boxes, classes, probability * presence, count)
 
         return serve_tflite.get_concrete_function()
@@ -353,26 +463,33 @@ def export(
     """Write the SavedModel, ``label_map.pbtxt``, ``model.json`` and (optionally) the
     TFLite variant into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tf.saved_model.save(
-        model,
-        str(out_dir),
-        signatures={
-            "serving_default": model.serve.get_concrete_function(),
-            HANDS_SIGNATURE: model.serve_hands.get_concrete_function(),
-            CROPS_SIGNATURE: model.serve_crops.get_concrete_function(),
-        },
-    )
-    (out_dir / "label_map.pbtxt").write_text(label_map_text(model.gestures), encoding="utf-8")
+    signatures = {
+        "serving_default": model.serve.get_concrete_function(),
+        HANDS_SIGNATURE: model.serve_hands.get_concrete_function(),
+        CROPS_SIGNATURE: model.serve_crops.get_concrete_function(),
+    }
+    if model.faces is not None:
+        signatures[FACES_SIGNATURE] = tf.function(
+            model.serve_faces, input_signature=[_FRAMES]
+        ).get_concrete_function()
+    tf.saved_model.save(model, str(out_dir), signatures=signatures)
+    (out_dir / "label_map.pbtxt").write_text(label_map_text(model.labels), encoding="utf-8")
     meta = {
         **metadata,
         "input_size": list(model.config.input_size),
         "config": asdict(model.config),
         "head_labels": list(model.head.labels),
+        "face_labels": list(FACE_LABELS) if model.faces is not None else [],
+        "pose_labels": list(POSE_LABELS) if model.faces is not None else [],
+        "faces": asdict(model.faces.config) if model.faces is not None else None,
     }
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     write_model_card(out_dir, meta, None)
     if tflite:
-        (out_dir / TFLITE_FILE).write_bytes(to_tflite(model))
+        # Written last and renamed into place: its presence says the export finished.
+        partial = out_dir / f".{TFLITE_FILE}.partial"
+        partial.write_bytes(to_tflite(model))
+        partial.replace(out_dir / TFLITE_FILE)
     return out_dir
 
 

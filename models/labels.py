@@ -14,6 +14,19 @@ from collections.abc import Callable, Mapping
 HAND = "hand"
 """The single class of the class-agnostic hand detector."""
 
+SMILE = "smile"
+NEUTRAL = "neutral"
+FACE_LABELS = (SMILE, NEUTRAL)
+"""The face stage's labels: every face found gets one box with one of them. They follow
+the gestures in ``label_map.pbtxt`` (a model without faces keeps its gesture ids)."""
+
+THINKING = "thinking"
+RAISE_HAND = "raise_hand"
+POSE_LABELS = (THINKING, RAISE_HAND)
+"""Poses of a hand against the face (:mod:`models.poses`), after the face labels in
+``label_map.pbtxt``. A hand in a pose is reported with the pose instead of its gesture
+(a raised open hand asks to speak; it is not waving)."""
+
 HANDS_LABELS = ("0-hand", "1-hand", "2-hand", "3-hand", "4-hand", "5-hand")
 """``hands/`` labels: the number of open fingers."""
 

@@ -7,9 +7,32 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from models.face_scores import faces_markdown, poses_markdown
 from models.peer_baseline import PEER_GESTURES
 
 CARD_FILE: Final = "MODEL_CARD.md"
+
+
+def _faces_lines(meta: Mapping[str, Any]) -> list[str]:
+    faces = meta.get("faces")
+    if not faces:
+        return []
+    labels = meta.get("face_labels", [])
+    return [
+        f"Faces (ids after the gestures): {', '.join(labels)}. Every face found (up to "
+        f"{faces.get('max_faces', '?')} per frame) gets one box, labelled with the likelier "
+        "of the two; score = face presence x that probability. The face stage is "
+        "MediaPipe's Face Landmarker recipe (BlazeFace short range, face landmarks, "
+        "blendshapes; stock weights) and a logistic regression on mouth blendshapes "
+        "fitted on GENKI faces (`models/smile.py`).",
+        "",
+        f"Poses: {', '.join(meta.get('pose_labels', []))}. A hand touching the lower face "
+        "(thumb or index at the chin or cheek, a fist under the chin) is `thinking`; one "
+        "held up above the head is `raise_hand`: rules on the hand's and the face's "
+        "landmarks (`models/poses.py`), measured in face heights. A hand in a pose is "
+        "reported with the pose instead of its gesture, scored with its presence.",
+        "",
+    ]
 
 
 def fmt_figure(value: float | None, digits: int = 3) -> str:
@@ -36,6 +59,7 @@ def write_model_card(
         "",
         f"Gestures (label_map.pbtxt, ids 1-{len(labels)}): {', '.join(labels)}. "
         "A hand making no gesture (`none`) is never reported.",
+        *_faces_lines(meta),
         f"Score = hand score x gesture probability. Up to {config.get('max_hands', '?')} "
         f"hands per frame; hands scoring below {config.get('hand_threshold', '?')} are not "
         f"classified. Input size the worker resizes frames to: {meta.get('input_size')}.",
@@ -103,6 +127,8 @@ def write_model_card(
             for key, value in metrics["speed"].items()
         ]
         lines += _production_lines(metrics)
+        lines += faces_markdown(metrics.get("faces"))
+        lines += poses_markdown(metrics.get("poses"))
         lines += ["", "Full report, per-class figures and charts: `evaluation/metrics.md`."]
     lines += [
         "",

@@ -23,9 +23,8 @@ from tqdm import tqdm
 
 from models.base_models import (
     HAND_LANDMARKS,
-    LICENCE,
-    MEDIAPIPE_VERSION,
     PALM_DETECTOR,
+    BaseModel,
     base_model_paths,
 )
 from models.evaluation import iou
@@ -80,8 +79,12 @@ class TrainConfig:
     max_hands: int = 4
     hand_threshold: float = 0.5
     input_size: tuple[int, int] = (360, 480)
+    faces: bool = True
+    """Join the face stage (:mod:`models.face_tracking`: every face labelled ``smile``
+    or ``neutral``) to the exported model. It has no trained part here: its smile fit
+    ships in :mod:`models.smile` (``python -m models.face_measure smile``)."""
     name: str = "memelearning-gestures"
-    version: str = "3"
+    version: str = "4"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -227,15 +230,21 @@ def train(
         train_head,
     )
     from models.cross_validation import leave_one_person_out
+    from models.face_tracking import FaceStage
     from models.frame_hands import training_arrays
     from models.gesture_classifier import CROP_SIZE, CropAugment, GestureHead, LandmarkFeatures
     from models.gesture_model import GestureModel, ModelConfig, export
     from models.hand_detector import HandDetector
 
     _check_recipe(run_dir, config)
+    out = run_dir / MODEL_SUBDIR
+    # The TFLite file is the export's last write: with it there, the run is finished.
+    if (out / "model.json").is_file() and (out / "model.tflite").is_file():
+        logger.info("%s is already exported; a new run directory trains again", out)
+        return out
     tf.random.set_seed(config.seed)
     splits = load_splits(data_root, config)
-    bases = base_model_paths(base_cache)
+    bases = base_model_paths(base_cache, models=_base_models(config))
 
     # Stage one keeps MediaPipe's own weights: fine-tuned on our ten people it learned
     # their rooms and drew forearm-long boxes in others (docs/models.md).
@@ -310,10 +319,13 @@ def train(
         if signs_people
         else None
     )
-    out = run_dir / MODEL_SUBDIR
     meta = provenance(data_root, splits, config)
     meta["thresholds"] = thresholds
     meta["people_unseen"] = unseen
+    if config.faces:
+        model = GestureModel(
+            detector, features, head, model.config, FaceStage.from_base_models(bases)
+        )
     export(model, out, meta)
     logger.info("exported %s", out)
     return out
@@ -455,9 +467,24 @@ def provenance(data_root: Path, splits: DataSplits, config: TrainConfig) -> dict
             "crops_test": len(splits.crops.test),
             "crops_split": {"seed": config.seed, "test_fraction": config.crops_test_fraction},
         },
-        "base_models": {
-            "source": f"mediapipe=={MEDIAPIPE_VERSION} wheel from PyPI",
-            "licence": LICENCE,
-            "files": {m.file_name: m.sha256 for m in (PALM_DETECTOR, HAND_LANDMARKS)},
-        },
+        "base_models": base_models_record(_base_models(config)),
+    }
+
+
+def _base_models(config: TrainConfig) -> tuple[BaseModel, ...]:
+    from models.face_tracking import face_base_models  # TensorFlow: only when training
+
+    return (PALM_DETECTOR, HAND_LANDMARKS, *(face_base_models() if config.faces else ()))
+
+
+def base_models_record(models: Sequence[BaseModel]) -> dict[str, Any]:
+    """What ``model.json`` says of the pretrained networks inside the model: each
+    file's SHA-256, and where each came from under which licence."""
+    return {
+        "source": "; ".join(
+            dict.fromkeys(f"{m.wheel.requirement} wheel from PyPI" for m in models)
+        ),
+        "licence": "; ".join(dict.fromkeys(m.licence for m in models)),
+        "files": {m.file_name: m.sha256 for m in models},
+        "sources": {m.file_name: {"from": m.source, "licence": m.licence} for m in models},
     }

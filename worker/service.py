@@ -43,7 +43,9 @@ from worker.control import declare_control_queue
 from worker.decode import decode_into
 from worker.events import (
     CONTENT_TYPE,
+    FACE_LABELS,
     MAX_HANDS,
+    NOT_REACTIONS,
     FrameDetections,
     Hand,
     ModelRef,
@@ -714,9 +716,11 @@ def build_events(
 ) -> list[ReactionEvent]:
     """One event per label seen in the frame: the best-scoring detection of it.
     (Event ids are per frame and label, so two hands showing the same gesture are
-    one reaction.)"""
+    one reaction.) States that are no reaction (:data:`NOT_REACTIONS`) get none."""
     best: dict[str, Detection] = {}
     for detection in detections:
+        if detection.label in NOT_REACTIONS:
+            continue
         if detection.label not in best or detection.score > best[detection.label].score:
             best[detection.label] = detection
     return [
@@ -746,8 +750,11 @@ def build_frame_detections(
     model: ModelRef,
     worker_id: str,
 ) -> FrameDetections:
-    """Every detection of the frame (at most ``MAX_HANDS``, the best ones), best first."""
-    best = sorted(detections, key=lambda d: -d.score)[:MAX_HANDS]
+    """Every detection of the frame, best first: hands in ``hands`` and faces in
+    ``faces`` (at most ``MAX_HANDS`` of each, the best ones)."""
+    ordered = sorted(detections, key=lambda d: -d.score)
+    best = [d for d in ordered if d.label not in FACE_LABELS][:MAX_HANDS]
+    faces = [d for d in ordered if d.label in FACE_LABELS][:MAX_HANDS]
     return FrameDetections(
         frame_id=meta.message_id,
         meeting_id=meta.meeting_id,
@@ -757,12 +764,14 @@ def build_frame_detections(
         detected_ms=detected_ms,
         model=model,
         worker_id=worker_id,
-        hands=tuple(
-            Hand(
-                label=d.label,
-                score=d.score,
-                box=EventBox(ymin=d.box[0], xmin=d.box[1], ymax=d.box[2], xmax=d.box[3]),
-            )
-            for d in best
-        ),
+        hands=tuple(map(_found, best)),
+        faces=tuple(map(_found, faces)),
+    )
+
+
+def _found(d: Detection) -> Hand:
+    return Hand(
+        label=d.label,
+        score=d.score,
+        box=EventBox(ymin=d.box[0], xmin=d.box[1], ymax=d.box[2], xmax=d.box[3]),
     )
