@@ -12,27 +12,35 @@ refuses the login, the virtual host or the TLS handshake, is a
 :class:`BrokerConnectError` whose message is one line naming the URL (password hidden)
 and what to check, and the connection's outages are logged once each
 (:mod:`memelearning.outages`).
+
+A RabbitMQ cluster has several addresses (``…_AMQP_HOSTS``, beside the URL's own host):
+a connection starts on the first that answers, and each reconnect attempt after a lost
+connection or a failed attempt goes to the next one, so a client leaves a dead or
+frozen node for a live one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import re
 import shlex
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Self
-from urllib.parse import unquote, urlsplit
+from typing import Annotated, Final, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
 from pamqp.common import FieldTable
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from yarl import URL
 
 from memelearning.amqp_decode import tolerate_non_utf8_short_strings
 from memelearning.logs import redact_url
@@ -46,6 +54,12 @@ tolerate_non_utf8_short_strings()
 _TLS_FIELDS: Final = ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name")
 # Host names and IP addresses as they may appear in a certificate.
 _SERVER_NAME_PATTERN: Final = r"^[A-Za-z0-9*]([A-Za-z0-9.:*-]{0,252})?$"
+# host or host:port (an IPv6 address in brackets).
+_HOST_PATTERN: Final = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}))(:[0-9]{1,5})?$"
+# How long one connect attempt (TCP, TLS and the AMQP handshake) may take. Without a
+# bound, an attempt on a node that accepts TCP but is frozen (SIGSTOP, a stuck VM)
+# waits for ever and the client never tries the next address.
+CONNECT_TIMEOUT_S: Final = 5.0
 
 
 class BrokerConnectError(ConnectionError):
@@ -71,6 +85,11 @@ class AmqpSettings(BaseSettings):
     """The broker: `amqp://user:password@host:port/vhost` (`amqps://` for TLS).
     Credentials are only read from the environment; logs show the URL without its
     password."""
+    amqp_hosts: Annotated[list[str], NoDecode] = []
+    """More addresses of the same RabbitMQ cluster, `host:port` (port 5672, 5671 for
+    `amqps://`, when left out), comma-separated or a JSON list: tried in turn after the
+    URL's host when connecting, and after a lost connection; the URL's user, password,
+    vhost and parameters apply to each."""
     tls_ca_file: Path | None = None
     """PEM bundle of the CA(s) that signed the broker's certificate; unset = the
     system's trust store."""
@@ -84,6 +103,23 @@ class AmqpSettings(BaseSettings):
     tls_server_name: str | None = Field(default=None, pattern=_SERVER_NAME_PATTERN)
     """The name the broker's certificate must carry when it is not the URL's host (e.g.
     connecting by IP address or through a tunnel)."""
+
+    @field_validator("amqp_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("amqp_hosts")
+    @classmethod
+    def _host_addresses(cls, value: list[str]) -> list[str]:
+        bad = [host for host in value if not re.match(_HOST_PATTERN, host)]
+        if bad:
+            raise ValueError(f"not host or host:port: {', '.join(map(repr, bad))}")
+        return value
 
     @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
     @classmethod
@@ -156,6 +192,7 @@ class AmqpSettings(BaseSettings):
             client_properties=client_properties,
             setting=self.variable("amqp_url"),
             explain_tls=self.explain_connect_error,
+            other_hosts=self.amqp_hosts,
         )
 
 
@@ -176,6 +213,44 @@ class _ClosedOnFailure(aio_pika.RobustConnection):
             raise
 
 
+class _ClusterConnection(_ClosedOnFailure):
+    """A robust connection that moves to the next of a cluster's addresses at each
+    connect attempt after the first, round and round: a lost node is left for the next
+    one, and an address that does not answer is skipped at the next attempt."""
+
+    # The first is the address connected to first.
+    addresses: tuple[URL, ...] = ()
+    _at = 0
+    _attempts = 0
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the node this connection is (or is trying to get) on."""
+        return f"{self.url.host}:{self.url.port}"
+
+    # aio-pika makes each (re)connect attempt through this private method of
+    # RobustConnection (name-mangled); it offers no public hook between attempts.
+    async def _RobustConnection__connect_transport(self) -> None:
+        if self._attempts and len(self.addresses) > 1:
+            self._at = (self._at + 1) % len(self.addresses)
+            self.url = self.addresses[self._at]
+        self._attempts += 1
+        await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+
+
+def cluster_urls(url: str, other_hosts: Sequence[str]) -> list[str]:
+    """``url``, then ``url`` with each of ``other_hosts`` as its host and port."""
+    parts = urlsplit(url)
+    default_port = 5671 if parts.scheme == "amqps" else 5672
+    credentials = parts.netloc.rpartition("@")[0]
+    urls = [url]
+    for host in other_hosts:
+        address = host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{default_port}"
+        netloc = f"{credentials}@{address}" if credentials else address
+        urls.append(urlunsplit(parts._replace(netloc=netloc)))
+    return urls
+
+
 async def connect_robust(
     url: str,
     *,
@@ -183,24 +258,42 @@ async def connect_robust(
     client_properties: FieldTable | None = None,
     setting: str = "the broker URL",
     explain_tls: Callable[[BaseException], str | None] | None = None,
+    other_hosts: Sequence[str] = (),
 ) -> AbstractRobustConnection:
     """``aio_pika.connect_robust``, with a failure to connect turned into a
     :class:`BrokerConnectError` that says what to check (``setting`` names where the URL
     comes from), and the connection's outages logged once each
-    (:func:`memelearning.outages.watch_outages`) rather than at every reconnect attempt."""
-    try:
-        connection = await aio_pika.connect_robust(
-            url,
-            ssl_context=ssl_context,
-            client_properties=client_properties,
-            connection_class=_ClosedOnFailure,
-        )
-    except (aiormq.exceptions.AMQPError, OSError) as exc:
-        hint = explain_tls(exc) if explain_tls is not None else None
-        if hint is not None:
-            shown = redact_url(url)
-            raise BrokerTlsError(f"cannot connect to RabbitMQ at {shown}: {hint}") from None
-        raise BrokerConnectError(describe_connect_failure(exc, url, setting)) from None
+    (:func:`memelearning.outages.watch_outages`) rather than at every reconnect attempt.
+
+    ``other_hosts`` (``host:port``) are more nodes of the same cluster: the first
+    address that answers is used, and reconnect attempts go round all of them."""
+    urls = cluster_urls(url, other_hosts)
+    connection: _ClusterConnection | None = None
+    first_failure: BaseException | None = None
+    for i, address in enumerate(urls):
+        try:
+            connection = await aio_pika.connect_robust(
+                address,
+                ssl_context=ssl_context,
+                client_properties=client_properties,
+                connection_class=_ClusterConnection,
+                timeout=CONNECT_TIMEOUT_S,
+            )
+        except (aiormq.exceptions.AMQPError, OSError) as exc:
+            hint = explain_tls(exc) if explain_tls is not None else None
+            if hint is not None:
+                shown = redact_url(address)
+                raise BrokerTlsError(f"cannot connect to RabbitMQ at {shown}: {hint}") from None
+            first_failure = first_failure or exc
+            continue
+        connection.addresses = tuple(URL(u) for u in urls[i:] + urls[:i])
+        break
+    if connection is None:
+        assert first_failure is not None
+        message = describe_connect_failure(first_failure, url, setting)
+        if len(urls) > 1:
+            message += f" (the {len(urls) - 1} other address(es) did not answer either)"
+        raise BrokerConnectError(message)
 
     def diagnose(exc: BaseException) -> tuple[str, bool]:
         hint = explain_tls(exc) if explain_tls is not None else None
@@ -209,7 +302,10 @@ async def connect_robust(
         failure = diagnose_connect_failure(exc, url, setting)
         return f"{failure.reason}; {failure.fix}", failure.lasting
 
-    watch_outages(connection, redact_url(url), diagnose)
+    shown = redact_url(url)
+    if len(urls) > 1:
+        shown += f" (+{len(urls) - 1} more address(es))"
+    watch_outages(connection, shown, diagnose)
     return connection
 
 

@@ -62,10 +62,14 @@ class _Watch:
     def reconnected(self, connection: AbstractRobustConnection | None, /) -> None:
         if self.down_since is None:
             return
+        # A client of a cluster may be back on another node than the one it lost.
+        several = len(getattr(connection, "addresses", ())) > 1
+        node = getattr(connection, "address", None) if several else None
         log.warning(
-            "reconnected to RabbitMQ at %s after %.1f s",
+            "reconnected to RabbitMQ at %s after %.1f s%s",
             self.shown_url,
             time.monotonic() - self.down_since,
+            f" (on {node})" if node else "",
         )
         self.down_since = None
         self.reported = None

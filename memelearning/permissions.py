@@ -20,8 +20,10 @@ from publisher.protocol import FRAMES_EXCHANGE
 from worker.events import EVENTS_EXCHANGE
 from worker.models_settings import ModelsSettings
 from worker.settings import WorkerSettings
+from worker.topology import moves_exchange_name, quarantine_queue_name
 
-# RabbitMQ's name for the default ("") exchange in permission checks.
+# RabbitMQ's name for the default ("") exchange in permission checks. No component is
+# granted write on it: it reaches every queue of the vhost by name.
 DEFAULT_EXCHANGE: Final = "amq.default"
 # The names aio-pika's robust channels give "server-named" queues: it picks them itself
 # (amq_<uuid4 hex>) so that it can declare them again after a reconnect.
@@ -74,6 +76,8 @@ def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
             [
                 FRAMES_EXCHANGE,
                 s.queue,
+                quarantine_queue_name(s),
+                moves_exchange_name(s),
                 s.dead_letter_exchange,
                 s.triage_queue,
                 s.dead_letter_queue,
@@ -84,26 +88,32 @@ def worker_permissions(settings: WorkerSettings | None = None) -> Permissions:
         ),
         write=exactly(
             [
-                # queue.bind needs write on the queue: frames queue and triage queue.
+                # queue.bind needs write on the queue: frames, triage, quarantine and
+                # dead-letter queues.
                 s.queue,
                 s.triage_queue,
+                quarantine_queue_name(s),
+                s.dead_letter_queue,
                 # Declaring a queue with x-dead-letter-exchange needs write on the DLX.
                 s.dead_letter_exchange,
                 # Reaction events.
                 EVENTS_EXCHANGE,
-                # Poison frames go to the dead-letter queue through the default exchange.
-                DEFAULT_EXCHANGE,
+                # Frames go to the quarantine and dead-letter queues through their own
+                # exchange: no write on the default exchange, which reaches any queue.
+                moves_exchange_name(s),
             ],
             # queue.bind needs write on its control queue.
             *own_queue,
         ),
         read=exactly(
             [
-                # queue.bind needs read on the exchange: frames exchange and DLX.
+                # queue.bind needs read on the exchange: frames exchange, DLX, moves.
                 FRAMES_EXCHANGE,
                 s.dead_letter_exchange,
+                moves_exchange_name(s),
                 # Consuming; and declaring the frames queue with a DLX needs read on it.
                 s.queue,
+                quarantine_queue_name(s),
                 s.triage_queue,
                 # Binding its control queue to the control exchange.
                 *control,

@@ -32,11 +32,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 import pytest
 
 from memelearning.management import ManagementClient
+
+if TYPE_CHECKING:
+    from tests.broker_cluster import BrokerCluster
 
 # The Debian package's /usr/sbin wrappers switch to the rabbitmq user (and its HOME,
 # hence its cookie); the scripts behind them run as whoever calls them.
@@ -90,7 +93,10 @@ class PrivateBroker:
         *,
         tls: TlsListener | None = None,
         extra_config: str = "",
+        cookie: str | None = None,
     ) -> None:
+        """``cookie``: the Erlang cookie (nodes of one cluster share it); a fresh one by
+        default."""
         if not (_SBIN / "rabbitmq-server").exists():
             raise RuntimeError(f"RabbitMQ is not installed ({_SBIN}/rabbitmq-server missing)")
         self._own_dir = base_dir is None
@@ -103,7 +109,9 @@ class PrivateBroker:
         self.tls = tls
         self.tls_port = free_port() if tls is not None else None
         self.extra_config = extra_config
+        self.cookie = cookie or uuid.uuid4().hex.upper()
         self._process: subprocess.Popen[bytes] | None = None
+        self.paused = False
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._write_files()
         self.management = ManagementClient(self.amqp_url(), self.management_url)
@@ -127,7 +135,7 @@ class PrivateBroker:
         self.home.mkdir(exist_ok=True)
         cookie = self.home / ".erlang.cookie"
         if not cookie.exists():
-            cookie.write_text(uuid.uuid4().hex.upper())
+            cookie.write_text(self.cookie)
             cookie.chmod(0o400)
         for name in ("mnesia", "log"):
             (self.base_dir / name).mkdir(exist_ok=True)
@@ -251,6 +259,8 @@ class PrivateBroker:
             return
         if process.poll() is None and timeout > 0:
             with contextlib.suppress(ProcessLookupError):
+                # A paused node would only act on SIGTERM once continued.
+                os.killpg(process.pid, signal.SIGCONT)
                 os.killpg(process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout)
@@ -264,6 +274,7 @@ class PrivateBroker:
                 self._watchdog.wait(5)
             self._watchdog = None
         self._process = None
+        self.paused = False
         _running.discard(self)
         self._wait_port_closed(self.port, timeout=10)
 
@@ -271,6 +282,19 @@ class PrivateBroker:
         """Crash the node: SIGKILL to its whole process group, no clean shutdown (what
         an OOM kill or a lost machine does). Data written to disk so far is kept."""
         self.stop(timeout=0)
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP to its process group): it keeps its sockets open and
+        answers nothing, as a node stuck in a long GC or a frozen VM would."""
+        assert self._process is not None, f"{self.nodename} is not running"
+        os.killpg(self._process.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """Undo :meth:`pause`."""
+        assert self._process is not None, f"{self.nodename} is not running"
+        os.killpg(self._process.pid, signal.SIGCONT)
+        self.paused = False
 
     def restart(self, down_s: float = 0.0, *, crash: bool = False) -> None:
         """Stop the whole node (cleanly, or ``crash``: SIGKILL), stay down ``down_s``
@@ -399,3 +423,22 @@ def private_broker() -> Iterator[PrivateBroker]:
         yield broker
     finally:
         broker.close()
+
+
+@pytest.fixture(scope="module")
+def broker_cluster() -> Iterator[BrokerCluster]:
+    """A three-node RabbitMQ cluster (tests/broker_cluster.py) for the tests of one
+    module, always stopped and removed afterwards. A cluster that cannot start is a
+    failure, never a skip."""
+    from tests.broker_cluster import BrokerCluster
+
+    cluster = BrokerCluster()
+    try:
+        cluster.start()
+    except (RuntimeError, AssertionError) as exc:
+        cluster.close()
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.close()

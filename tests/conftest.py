@@ -21,8 +21,10 @@ pytest_plugins = ["tests.model_fixtures", "tests.broker_node"]
 # the last long file alone while the other idles. Order only: a file missing from
 # this list runs all the same (in its usual place, after these).
 LONGEST_FILES_FIRST: Final = (
+    "test_fault_cluster.py",
     "test_training.py",
     "test_gesture_model.py",
+    "test_fault_quarantine.py",
     "test_fault_broker_restart.py",
     "test_bench_smoke.py",
     "test_fuzz.py",

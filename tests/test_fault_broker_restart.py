@@ -338,6 +338,7 @@ async def test_worker_publisher_and_subscriber_recover_from_a_broker_restart_los
     assert {queue for queue, _ in before_restart} == {
         settings.queue,
         settings.triage_queue,
+        "memelearning.frames.quarantine",
         EVENTS_QUEUE,
         *control,
     }

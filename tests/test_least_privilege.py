@@ -26,7 +26,6 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from memelearning.management import ManagementClient
 from memelearning.permissions import (
-    DEFAULT_EXCHANGE,
     KEDA_PERMISSIONS,
     Permissions,
     component_permissions,
@@ -53,6 +52,7 @@ from worker.service import Worker
 QUEUE = "memelearning.frames"
 DEAD = "memelearning.frames.dead"
 TRIAGE = "memelearning.frames.triage"
+QUARANTINE = "memelearning.frames.quarantine"
 
 
 @dataclass(frozen=True)
@@ -259,9 +259,12 @@ def _without(pattern: str, alternative: str) -> str:
 async def test_every_grant_of_the_worker_is_needed_to_start_it(broker: Broker, vhost: str) -> None:
     """Nothing in the worker's table is there just in case: without any one name the
     worker cannot declare its topology. (Writes it needs only later, to the events
-    exchange and amq.default, are exercised by the end-to-end test above.)"""
+    exchange and the moves exchange, are exercised by the end-to-end test above.)"""
     full = worker_permissions().as_json()
-    later = {("write", re.escape(EVENTS_EXCHANGE)), ("write", re.escape(DEFAULT_EXCHANGE))}
+    later = {
+        ("write", re.escape(EVENTS_EXCHANGE)),
+        ("write", re.escape("memelearning.frames.moves")),
+    }
     checked = []
     for kind, pattern in full.items():
         for name in _alternatives(pattern):
@@ -283,12 +286,13 @@ async def test_every_grant_of_the_worker_is_needed_to_start_it(broker: Broker, v
             finally:
                 broker.delete_user(user)
             # The topology must not exist yet for the next try to hit the same check.
-            for queue in (QUEUE, TRIAGE, DEAD):
+            for queue in (QUEUE, TRIAGE, DEAD, QUARANTINE):
                 await _delete_queue(broker.url_for(vhost), queue)
             checked.append(f"{kind} {name}")
     print("worker refused without:", "; ".join(checked))
-    # 11 for frames, triage and events; 5 for the control exchange and its own queue.
-    assert len(checked) == 16
+    # Frames, triage, quarantine, dead letters and events; the control exchange and its
+    # own queue.
+    assert len(checked) == 22
 
 
 async def _delete_queue(admin_url: str, queue: str) -> None:

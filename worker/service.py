@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import aio_pika
+import aiormq.exceptions
 import numpy as np
 import numpy.typing as npt
 from aio_pika.abc import (
@@ -33,6 +34,7 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 
@@ -68,6 +70,11 @@ log = logging.getLogger(__name__)
 # Dead-lettered frames the triage consumer may hold unacked; triage only counts or
 # moves them, so a wide window costs little and keeps it ahead of a backlog.
 TRIAGE_PREFETCH = 512
+# How long to keep trying to move a frame into quarantine while the broker refuses it
+# (a quorum queue electing a leader after losing a node takes seconds).
+QUARANTINE_PATIENCE_S = 10.0
+# How long a suspect waits for moves to quarantine in progress (see _on_suspect).
+MOVES_WAIT_S = 2.0
 
 
 class DetectorLike(Protocol):
@@ -122,7 +129,14 @@ class Worker:
         self._consume_channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
+        # Into the quarantine and dead-letter queues (see topology.MOVES_SUFFIX).
+        self._moves: AbstractExchange | None = None
         self._frames_queue: AbstractQueue | None = None
+        self._quarantine_queue: AbstractQueue | None = None
+        # Frames being moved to quarantine; `_no_moves` is set whenever it is zero.
+        self._moving = 0
+        self._no_moves = asyncio.Event()
+        self._no_moves.set()
         self._triage_queue: AbstractQueue | None = None
         self._control_queue: AbstractQueue | None = None
         self._consumer_tags: list[tuple[AbstractQueue, str]] = []
@@ -194,6 +208,7 @@ class Worker:
         await self._consume_channel.set_qos(prefetch_count=s.effective_prefetch)
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         self._events = await topology.declare_events_exchange(self._publish_channel)
+        self._moves = await topology.declare_moves_exchange(self._publish_channel, s)
         # Triage gets its own channel and a wide window: under a backlog the frames
         # queue dead-letters at the publishers' rate, and a triage consumer held to
         # the frames' prefetch fell behind until the triage queue's length limit
@@ -202,6 +217,10 @@ class Worker:
         await triage_channel.set_qos(prefetch_count=TRIAGE_PREFETCH)
         self._triage_queue, _ = await topology.declare_dead_letters(triage_channel, s)
         self._frames_queue = await topology.declare_frames_queue(self._consume_channel, s)
+        # Suspects one at a time, on a channel of their own (see topology.declare_quarantine).
+        quarantine_channel = await self._connection.channel()
+        await quarantine_channel.set_qos(prefetch_count=1)
+        self._quarantine_queue = await topology.declare_quarantine(quarantine_channel, s)
         if s.control_exchange:
             # A channel of its own: a control problem must not close the frames' channel.
             control_channel = await self._connection.channel()
@@ -223,6 +242,9 @@ class Worker:
         self._consumer_tags.append((self._frames_queue, tag))
         tag = await self._triage_queue.consume(self._on_dead_letter)
         self._consumer_tags.append((self._triage_queue, tag))
+        assert self._quarantine_queue is not None
+        tag = await self._quarantine_queue.consume(self._on_suspect)
+        self._consumer_tags.append((self._quarantine_queue, tag))
         if self._control_queue is not None:
             # No acks: a change is idempotent, and a bad message must not come back.
             tag = await self._control_queue.consume(self._swapper.on_control_message, no_ack=True)
@@ -310,7 +332,101 @@ class Worker:
         self._in_flight += 1
         self.metrics.in_flight.set(self._in_flight)
         self._idle.clear()
+        if message.redelivered:
+            # It may be what killed the worker that held it: quarantine it rather than
+            # batch it again (see topology.declare_quarantine).
+            task = asyncio.create_task(self._quarantine(message))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            return
         self._inbox.put_nowait(_Item(message))
+
+    async def _quarantine(self, message: AbstractIncomingMessage) -> None:
+        """Move a redelivered frame to the quarantine queue, confirmed, then ack it;
+        it is never decoded here."""
+        assert self._moves is not None
+        self._moving += 1
+        self._no_moves.clear()
+        moved = aio_pika.Message(
+            message.body,
+            headers=topology.moved_headers(message.headers or {}),
+            content_type=message.content_type,
+            message_id=message.message_id,
+            timestamp=message.timestamp,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUARANTINE_PATIENCE_S
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    await self._moves.publish(
+                        moved,
+                        routing_key=topology.quarantine_queue_name(self.settings),
+                        timeout=self.settings.confirm_timeout_s,
+                    )
+                    break
+                except _BROKER_AWAY as exc:
+                    # Refused while the quarantine queue elects a leader, or the
+                    # publishing channel not back yet after a lost node: requeueing at
+                    # once would come straight back here and count a delivery against
+                    # an innocent frame each time, up to the delivery limit
+                    # (tests/test_fault_cluster.py). Wait for the broker instead.
+                    if loop.time() >= deadline or message.channel.is_closed:
+                        raise
+                    log.debug("quarantine of %s refused (%r); retrying", message.message_id, exc)
+                    await self._publishing_again(deadline - loop.time())
+                    await asyncio.sleep(min(0.25 * attempt, 1.0))
+            await message.ack()
+        except Exception as exc:
+            self.metrics.frames_requeued.labels("settle_failed").inc()
+            log.log(
+                _settle_failure_level(exc),
+                "could not quarantine frame %s (%s: %s); it will be redelivered",
+                message.message_id,
+                type(exc).__name__,
+                exc,
+            )
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            self._moving -= 1
+            if self._moving == 0:
+                self._no_moves.set()
+            self._done_with_one()
+
+    async def _publishing_again(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the publishing channel is open again after
+        a lost connection; at once when it is."""
+        channel = self._publish_channel
+        if not isinstance(channel, AbstractRobustChannel):
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, timeout)):
+                # Set once the connection is back and this channel reopened.
+                await channel.ready()
+
+    async def _on_suspect(self, message: AbstractIncomingMessage) -> None:
+        """A frame from the quarantine queue: checked, decoded and detected alone."""
+        self.metrics.frames_received.inc()
+        self._in_flight += 1
+        self.metrics.in_flight.set(self._in_flight)
+        self._idle.clear()
+        item = _Item(message)
+        # Frames on their way to quarantine were already redelivered once; if this
+        # suspect kills the process while they are held, they come back again and near
+        # the delivery limit without any fault of theirs. Moves take milliseconds.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MOVES_WAIT_S):
+                await self._no_moves.wait()
+        try:
+            groups = await self._prepare([item])
+            if groups:
+                # The model thread still takes one call at a time, batches and suspects.
+                await self._infer(groups)
+        except Exception:
+            self._requeue_unsettled([item])
 
     async def _batch_loop(self) -> None:
         """Form batches: a batch closes at max_batch frames or max_wait_ms after its
@@ -576,7 +692,8 @@ class Worker:
             # Requeue when we still can; if the channel is gone the broker has
             # already requeued the frame, and its events (same ids) may be repeated.
             self.metrics.frames_requeued.labels("settle_failed").inc()
-            log.warning(
+            log.log(
+                _settle_failure_level(exc),
                 "could not settle frame %s (%s: %s); it will be redelivered",
                 message.message_id,
                 type(exc).__name__,
@@ -585,10 +702,13 @@ class Worker:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
         finally:
-            self._in_flight -= 1
-            self.metrics.in_flight.set(self._in_flight)
-            if self._in_flight == 0:
-                self._idle.set()
+            self._done_with_one()
+
+    def _done_with_one(self) -> None:
+        self._in_flight -= 1
+        self.metrics.in_flight.set(self._in_flight)
+        if self._in_flight == 0:
+            self._idle.set()
 
     async def _publish_events(self, item: _Item, detected_ms: int) -> None:
         """Publish the frame's reaction events and its detections, confirmed."""
@@ -648,7 +768,7 @@ class Worker:
     ) -> None:
         """Move a frame to the dead-letter queue with a reason header, then ack it.
         Raises if the dead-letter publish is not confirmed; the caller decides."""
-        assert self._publish_channel is not None
+        assert self._moves is not None
         headers = topology.republishable(message.headers or {})
         headers.update(
             {
@@ -658,8 +778,9 @@ class Worker:
             }
         )
         # Not persistent, like the frame itself: a poison frame is evidence for an
-        # operator, not something to keep across a broker restart (it is biometric data).
-        await self._publish_channel.default_exchange.publish(
+        # operator, not something to keep (it is biometric data). The dead-letter queue
+        # is a quorum queue, which writes it to disk all the same: its TTL bounds that.
+        await self._moves.publish(
             aio_pika.Message(
                 message.body,
                 headers=headers,
@@ -690,14 +811,36 @@ class Worker:
             log.warning("dead-lettering frame %r: %s: %s", message.message_id, reason, detail)
             await self._dead_letter(message, reason, detail)
             self.metrics.frames_rejected.labels(reason).inc()
-        except Exception:
-            log.exception("could not triage a dead-lettered frame; it stays queued")
+        except Exception as exc:
+            if _settle_failure_level(exc) == logging.WARNING:
+                log.exception("could not triage a dead-lettered frame; it stays queued")
+            # Requeued at once, it would come straight back while the broker is away.
+            await self._publishing_again(self.settings.confirm_timeout_s)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
 
 
 # The frames of one batch routed to one model version, with their decoded images.
 _Group = tuple[ServedModel, npt.NDArray[np.uint8], list[_Item]]
+
+
+# How aiormq reports a broker (node) that went away, or a quorum queue without a leader
+# refusing a publish (basic.nack) for the while.
+_BROKER_AWAY = (
+    aiormq.exceptions.DeliveryError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelClosed,
+    ConnectionError,
+)
+
+
+def _settle_failure_level(exc: BaseException) -> int:
+    """A frame that cannot be settled because the connection went away is part of an
+    outage, which the broker log line already reports once (memelearning/outages.py):
+    one line per frame held would bury it. Anything else is worth a warning."""
+    lost = isinstance(exc, _BROKER_AWAY) and not isinstance(exc, aiormq.exceptions.DeliveryError)
+    return logging.DEBUG if lost else logging.WARNING
 
 
 class _Requeue(Exception):

@@ -27,6 +27,15 @@ HEADER_FIRST_DEATH_REASON: Final = "x-first-death-reason"
 
 # The triage queue's length limit, in frames-queue lengths (see declare_dead_letters).
 TRIAGE_LENGTH_FACTOR: Final = 10
+# Appended to the frames queue's name for the quarantine queue (declare_quarantine).
+QUARANTINE_SUFFIX: Final = ".quarantine"
+# Appended to the frames queue's name for the direct exchange through which workers
+# move frames into the quarantine and dead-letter queues (each bound by its own name).
+# Publishing through the default exchange instead would need a grant that lets a
+# worker publish into any queue of the vhost (docs/security.md).
+MOVES_SUFFIX: Final = ".moves"
+# Headers the broker sets per queue; a frame moved to quarantine starts afresh there.
+_QUEUE_HEADERS: Final = ("x-delivery-count",)
 
 
 def republishable(value: Any) -> Any:
@@ -56,6 +65,55 @@ def frames_queue_arguments(settings: WorkerSettings) -> dict[str, Any]:
         "x-overflow": "drop-head",
         "x-dead-letter-exchange": settings.dead_letter_exchange,
     }
+
+
+def quarantine_queue_name(settings: WorkerSettings) -> str:
+    return settings.queue + QUARANTINE_SUFFIX
+
+
+def moves_exchange_name(settings: WorkerSettings) -> str:
+    return settings.queue + MOVES_SUFFIX
+
+
+async def declare_moves_exchange(
+    channel: AbstractChannel, settings: WorkerSettings
+) -> AbstractExchange:
+    return await channel.declare_exchange(
+        moves_exchange_name(settings), aio_pika.ExchangeType.DIRECT, durable=True
+    )
+
+
+def quarantine_queue_arguments(settings: WorkerSettings) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        # A suspect already came back once from the frames queue: with one delivery
+        # fewer here, the fleet-wide limit (`DELIVERY_LIMIT`) counts both queues.
+        "x-delivery-limit": settings.delivery_limit - 1,
+        "x-message-ttl": settings.queue_ttl_ms,
+        "x-max-length": settings.queue_max_length,
+        "x-overflow": "drop-head",
+        "x-dead-letter-exchange": settings.dead_letter_exchange,
+    }
+
+
+def moved_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """A received frame's headers, ready to publish into another queue."""
+    return {k: v for k, v in republishable(headers).items() if k not in _QUEUE_HEADERS}
+
+
+async def declare_quarantine(channel: AbstractChannel, settings: WorkerSettings) -> AbstractQueue:
+    """The quarantine queue: frames the frames queue delivered again, which may be what
+    killed a worker (a crash inside a native library takes the process and every frame
+    it held). Workers take them one at a time (prefetch 1, never batched), so a frame
+    that kills again takes no other frame with it, and the broker dead-letters it at
+    the delivery limit while its former batch-mates are processed."""
+    queue = await channel.declare_queue(
+        quarantine_queue_name(settings),
+        durable=True,
+        arguments=quarantine_queue_arguments(settings),
+    )
+    await queue.bind(await declare_moves_exchange(channel, settings), routing_key=queue.name)
+    return queue
 
 
 async def declare_frames_exchange(channel: AbstractChannel) -> AbstractExchange:
@@ -92,6 +150,10 @@ async def declare_dead_letters(
         settings.triage_queue,
         durable=True,
         arguments={
+            # Quorum, like the frames queue: a classic queue lives on one node, and
+            # while that node is down no worker can declare it again after a
+            # reconnect, so none could reconnect at all (tests/test_fault_cluster.py).
+            "x-queue-type": "quorum",
             # With no worker running, routine losses must not pile up here either.
             "x-message-ttl": settings.queue_ttl_ms * 30,
             # A burst drops frames from the frames queue faster than triage counts them
@@ -105,11 +167,13 @@ async def declare_dead_letters(
         settings.dead_letter_queue,
         durable=True,
         arguments={
+            "x-queue-type": "quorum",
             # Poison frames are still frames of people: they expire too.
             "x-message-ttl": settings.dead_letter_ttl_ms,
             "x-max-length": settings.dead_letter_max_length,
         },
     )
+    await dead.bind(await declare_moves_exchange(channel, settings), routing_key=dead.name)
     return triage, dead
 
 

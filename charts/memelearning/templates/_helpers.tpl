@@ -128,6 +128,10 @@ entries: its own URL key when set, else the shared one; TLS files from amqp.tls.
     secretKeyRef:
       name: {{ $a.existingSecret }}
       key: {{ default $a.urlKey $key }}
+{{- with $a.hosts }}
+- name: {{ $prefix }}AMQP_HOSTS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- if $a.tls.existingSecret }}
 - name: {{ $prefix }}TLS_CA_FILE
   value: /etc/memelearning/amqp-tls/ca.crt
