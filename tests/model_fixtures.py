@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def colour_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The colour plumbing model with a dynamic batch (input ``[None, None, None, 3]``)."""
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     return export_colour_model(tmp_path_factory.mktemp("colour-dynamic"))
 
@@ -27,7 +27,7 @@ def colour_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def colour_model_dir_batch1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The colour plumbing model with a fixed batch of one, like stock TF2 zoo exports."""
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     return export_colour_model(tmp_path_factory.mktemp("colour-batch1"), batch_size=1)
 

@@ -1,13 +1,13 @@
-"""Scoring a person with a head that never saw them (models/cross_validation.py) and
-the real-hand training arrays (models/frame_hands.py), on hand-made frames: what the
+"""Scoring a person with a head that never saw them (models/train/cross_validation.py) and
+the real-hand training arrays (models/train/frame_hands.py), on hand-made frames: what the
 served model would report, and how many times the head sees each real hand."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from models.cross_validation import score_frame
-from models.frame_hands import FrameHands, training_arrays
+from models.train.cross_validation import score_frame
+from models.train.frame_hands import FrameHands, training_arrays
 
 LABELS = ("fist", "none", "palm", "stop")
 BOXES = np.array([[0.1, 0.1, 0.4, 0.3], [0.5, 0.6, 0.9, 0.9]], np.float32)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from models.imagefolder import read_image_folder
-from models.labels import HAND, class_agnostic, normalise_hands, normalise_sign
-from models.plots import plot_label_distribution
-from models.splits import group_split, split_items, stratified_split
-from models.voc import (
+from models.dataset.imagefolder import read_image_folder
+from models.dataset.labels import HAND, class_agnostic, normalise_hands, normalise_sign
+from models.dataset.plots import plot_label_distribution
+from models.dataset.splits import group_split, split_items, stratified_split
+from models.dataset.voc import (
     Annotation,
     DatasetError,
     Problem,

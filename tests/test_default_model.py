@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from models.voc import Annotation, read_voc_dir
+from models.dataset.voc import Annotation, read_voc_dir
 from worker.detector import ContractDetector, Detector
 from worker.litert import LiteRtDetector
 from worker.settings import DEFAULT_MODEL_DIR
@@ -129,11 +129,11 @@ def test_both_runtimes_agree_on_the_shipped_model() -> None:
 
 @pytest.mark.parametrize("runtime", ["tensorflow", "litert"])
 def test_it_finds_the_face_and_its_expression(runtime: str) -> None:
-    from models.face_measure import genki_frame
+    from models.evaluate.face_measure import genki_frame
 
     # GENKI faces the smile model was not fitted on (its held-out split), as a
     # participant's head sits in a frame.
-    from models.face_scores import held_out_genki
+    from models.evaluate.face_scores import held_out_genki
 
     faces = held_out_genki(DATA / "genki-smile")
     chosen = [f for f in faces if f.smiling][:20] + [f for f in faces if not f.smiling][:20]

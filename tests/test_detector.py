@@ -174,7 +174,7 @@ def test_fixed_batch_larger_than_one_pads_the_last_chunk(
     colour_model_dir: Path, tmp_path: Path
 ) -> None:
     # Given a model with a fixed batch of 4
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     fixed = Detector.load(export_colour_model(tmp_path / "b4", batch_size=4), default_threshold=0)
     dynamic = Detector.load(colour_model_dir, default_threshold=0.0)
@@ -318,7 +318,7 @@ def test_outputs_are_sanitised(tmp_path: Path) -> None:
 
 def test_metadata_comes_from_model_json(tmp_path: Path) -> None:
     # Given an export with a name, version and input size in model.json
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     model = export_colour_model(tmp_path / "m", name="hands-ssd", version="2024.06.1")
     metadata = json.loads((model / "model.json").read_text())
@@ -354,7 +354,7 @@ def test_metadata_falls_back_without_model_json(
 
 def test_signature_with_fixed_size_sets_input_size(tmp_path: Path) -> None:
     # Given a model whose signature fixes H and W
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     detector = Detector.load(export_colour_model(tmp_path / "m", input_size=(48, 64)))
     # Then that is its input size, and frames of another size are refused
@@ -365,7 +365,7 @@ def test_signature_with_fixed_size_sets_input_size(tmp_path: Path) -> None:
 
 
 def test_model_json_contradicting_the_signature_is_refused(tmp_path: Path) -> None:
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     model = export_colour_model(tmp_path / "m", input_size=(48, 64))
     (model / "model.json").write_text('{"input_size": [64, 48]}')
@@ -523,7 +523,7 @@ def test_export_reload_gives_the_in_memory_outputs(colour_model_dir: Path) -> No
     # Given the in-memory colour model and its SavedModel export
     import tensorflow as tf
 
-    from models.contract_model import ColourModel
+    from models.serving.contract_model import ColourModel
 
     module = ColourModel()
     loaded = tf.saved_model.load(str(colour_model_dir))

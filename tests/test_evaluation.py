@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.evaluation import (
+from models.dataset.voc import Annotation
+from models.dataset.voc import Box as VocBox
+from models.evaluate.evaluation import (
     AGNOSTIC_LABEL,
     Box,
     ClassificationResult,
@@ -25,8 +27,6 @@ from models.evaluation import (
     plot_precision_recall,
     write_report,
 )
-from models.voc import Annotation
-from models.voc import Box as VocBox
 from worker.detector import Detection
 
 A: Box = (0.1, 0.1, 0.3, 0.3)

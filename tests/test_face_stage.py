@@ -14,7 +14,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models.base_models import (
+from models.dataset.splits import stratified_split
+from models.evaluate.face_measure import FRAME_SIZE, genki_faces, genki_frame
+from models.evaluate.frame_scores import load_frame
+from models.networks.base_models import (
     FACE_BLENDSHAPES,
     FACE_DETECTOR,
     FACE_LANDMARKER_TASK,
@@ -27,8 +30,8 @@ from models.base_models import (
     BaseModelError,
     base_model_paths,
 )
-from models.face_detector import INPUT_SIZE, anchor_centres, letterbox_like_mediapipe
-from models.face_landmarks import (
+from models.networks.face_detector import INPUT_SIZE, anchor_centres, letterbox_like_mediapipe
+from models.networks.face_landmarks import (
     BLENDSHAPE_LANDMARKS,
     BLENDSHAPE_NAMES,
     IRIS_LANDMARKS,
@@ -36,8 +39,7 @@ from models.face_landmarks import (
     NUM_LANDMARKS,
     RIGHT_EYE_OUTER,
 )
-from models.face_measure import FRAME_SIZE, genki_faces, genki_frame
-from models.face_tracking import (
+from models.networks.face_tracking import (
     FACE_OUTPUTS,
     LANDMARK_VARIANTS,
     FaceConfig,
@@ -46,9 +48,8 @@ from models.face_tracking import (
     face_tflite,
     weighted_nms,
 )
-from models.frame_scores import load_frame
-from models.hand_tracking import rotated_crops
-from models.smile import (
+from models.networks.hand_tracking import rotated_crops
+from models.networks.smile import (
     DEFAULT_MESH_SMILE,
     DEFAULT_SMILE,
     GEOMETRY_NAMES,
@@ -57,8 +58,7 @@ from models.smile import (
     fit_smile,
     mouth_geometry,
 )
-from models.splits import stratified_split
-from models.tflite_import import import_tflite
+from models.networks.tflite_import import import_tflite
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIGNS = sorted((DATA / "signs").glob("*/*.jpg"))
@@ -300,7 +300,7 @@ def test_held_out_genki_faces_are_told_smiling_or_neutral(
     faces: tf.types.experimental.PolymorphicFunction,
 ) -> None:
     # The shipped fit was made on the training part of the same seeded split
-    # (models/face_measure.py); these are held-out crops only.
+    # (models/evaluate/face_measure.py); these are held-out crops only.
     everyone = genki_faces(DATA / "genki-smile")
     held_out = stratified_split(
         everyone, key=lambda f: f.key, label_of=lambda f: f.smiling, test_fraction=0.3, seed=0

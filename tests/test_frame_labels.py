@@ -1,12 +1,12 @@
-"""Our own labels of shared frames (models/frame_labels.py) against the real files."""
+"""Our own labels of shared frames (models/dataset/frame_labels.py) against the real files."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
-from models.frame_labels import SIGN_GESTURES, gesture_frames, relabel, sign_gesture
-from models.voc import read_voc_dir
+from models.dataset.frame_labels import SIGN_GESTURES, gesture_frames, relabel, sign_gesture
+from models.dataset.voc import read_voc_dir
 
 SIGNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "signs"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.evaluation import GroundTruth, Prediction
-from models.frame_scores import (
+from models.evaluate.evaluation import GroundTruth, Prediction
+from models.evaluate.frame_scores import (
     OUT_OF_VOCABULARY,
     UNKNOWN,
     ScoredFrame,

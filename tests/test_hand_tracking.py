@@ -12,19 +12,19 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models.base_models import HAND_LANDMARKS, PALM_DETECTOR, base_model_paths
-from models.evaluation import GroundTruth
-from models.frame_scores import load_frame, truth_found
-from models.gesture_classifier import GestureHead, LandmarkFeatures
-from models.gesture_model import GestureModel, ModelConfig
-from models.hand_detector import HandDetector
-from models.hand_tracking import (
+from models.dataset.voc import read_voc_dir
+from models.evaluate.evaluation import GroundTruth
+from models.evaluate.frame_scores import load_frame, truth_found
+from models.networks.base_models import HAND_LANDMARKS, PALM_DETECTOR, base_model_paths
+from models.networks.gesture_classifier import GestureHead, LandmarkFeatures
+from models.networks.hand_detector import HandDetector
+from models.networks.hand_tracking import (
     greedy_nms_mask,
     landmark_boxes,
     landmarks_to_frame,
     rotated_crops,
 )
-from models.voc import read_voc_dir
+from models.serving.gesture_model import GestureModel, ModelConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

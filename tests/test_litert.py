@@ -25,7 +25,7 @@ SIZE = (320, 320)
 @pytest.fixture(scope="module")
 def tflite_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The colour model with its TFLite export, dynamic batch in the SavedModel."""
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     return export_colour_model(tmp_path_factory.mktemp("colour-tflite"), tflite=True)
 
@@ -116,7 +116,7 @@ def test_a_model_without_a_tflite_file_is_a_clear_error(colour_model_dir: Path) 
 def test_a_tflite_file_that_breaks_the_contract_is_refused(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     # Given a model directory whose TFLite file takes float input
     model = export_colour_model(tmp_path / "m")

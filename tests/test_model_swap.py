@@ -59,7 +59,7 @@ def colour(tmp_path: Path, colour_model_dir: Path) -> ModelRepository:
 def colour_tflite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The colour model with its TFLite export beside the SavedModel, as
     `memelearning export` writes the gesture model."""
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     return export_colour_model(tmp_path_factory.mktemp("colour-tflite"), tflite=True)
 

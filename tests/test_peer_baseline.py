@@ -1,5 +1,5 @@
-"""The peer baseline's plumbing (models/peer_baseline.py) and the parts of its script
-(models/peer.py) that run without MediaPipe: decode, boxes, the request, the pins.
+"""The peer baseline's plumbing (models/evaluate/peer_baseline.py) and the parts of its script
+(models/evaluate/peer.py) that run without MediaPipe: decode, boxes, the request, the pins.
 
 MediaPipe itself is in an environment only a person makes (scripts/peer-env.sh), so
 the script is stood in for by a small fake here; the one test that runs the real one
@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import peer
-from models.peer_baseline import (
+from models.dataset.voc import read_voc_dir
+from models.evaluate import peer
+from models.evaluate.peer_baseline import (
     DEFAULT_GROWTH,
     DEFAULT_PEER_PYTHON,
     PEER_GESTURES,
@@ -26,7 +27,6 @@ from models.peer_baseline import (
     peer_predictions,
     run_peer,
 )
-from models.voc import read_voc_dir
 from worker.decode import decode_into
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,5 +182,5 @@ def test_the_stock_recognizer_names_fingers_on_real_frames() -> None:
 
 def test_the_report_knows_which_of_our_gestures_the_peer_has_a_class_for() -> None:
     # The report prints "no such class" instead of the peer's 0 for the others; the
-    # list is kept apart from models/peer.py (which runs in the peer's environment).
+    # list is kept apart from models/evaluate/peer.py (which runs in the peer's environment).
     assert set(peer.TO_OURS.values()) == PEER_GESTURES

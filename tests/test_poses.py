@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.pose_labels import POSE_LABELS, RAISE_HAND, THINKING, person_of
-from models.pose_measure import FRAME_SIZE, Landmarks, find_landmarks, frame_paths
-from models.poses import PoseConfig, pose_scores
+from models.dataset.pose_labels import POSE_LABELS, RAISE_HAND, THINKING, person_of
+from models.evaluate.pose_measure import FRAME_SIZE, Landmarks, find_landmarks, frame_paths
+from models.networks.poses import PoseConfig, pose_scores
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from memelearning.cli import main
-from models.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
+from models.train.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # A whole training run and export (two stages and the face stage, SavedModel and

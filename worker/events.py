@@ -33,7 +33,7 @@ EVENT_SCHEMA_VERSION: Final = 1
 DETECTIONS_SCHEMA_VERSION: Final = 2
 """2 adds ``faces``; a version-1 message (no faces) still parses, with none."""
 FACE_LABELS: Final = frozenset({"smile", "neutral"})
-"""Labels of faces, not hands: the face stage's (``models.labels.FACE_LABELS``). They go
+"""Labels of faces, not hands: the face stage's (``models.dataset.labels.FACE_LABELS``). They go
 to :attr:`FrameDetections.faces`, never to its ``hands``."""
 NOT_REACTIONS: Final = frozenset({"neutral"})
 """Labels that describe a state, not something a participant does: a face at rest is

@@ -5,7 +5,7 @@ On a 2-core CPU a MobileNet-class detector runs 2-3x faster in LiteRT than the
 SavedModel in TensorFlow, and a LiteRT-only worker needs a tenth of TensorFlow's disk
 and memory. The SavedModel stays the reference (and the GPU path).
 
-The TFLite contract, followed by ``models.contract_model`` and the trained model's
+The TFLite contract, followed by ``models.serving.contract_model`` and the trained model's
 export: ``model.tflite`` next to ``saved_model.pb`` and ``label_map.pbtxt``; signature
 ``serving_default`` with one uint8 input ``[1, H, W, 3]`` (a fixed size; a dynamic
 batch ``[-1, H, W, 3]`` is allowed too) and the outputs ``detection_boxes`` [1, N, 4]

@@ -1,0 +1,505 @@
+"""``memelearning evaluate``: score an exported gesture model on data it never saw.
+
+Everything is measured on the exported SavedModel (what the worker serves), with
+frames resized to the model's input size as the worker resizes them:
+
+* hand detection AP@0.5 (class-agnostic) on ``hands/test`` and on the people of
+  ``signs/`` that training held out (named in ``model.json``);
+* gesture-classifier accuracy and confusion matrix on the held-out ``hagrid-crops``;
+* end-to-end gesture AP on ``hands/test``, where finger counts name gestures
+  (0 → fist, 1 → one, 2 → peace, 5 → palm; 3 and 4 have no gesture and are ignored);
+* frames/s of the SavedModel at batch 1 and 16 and of the TFLite export with LiteRT;
+* for a model with a face stage, smile vs neutral on held-out GENKI faces and faces
+  found in ``signs/`` (:mod:`models.evaluate.face_scores`). Face boxes never count in the hand
+  and gesture figures.
+
+Writes ``metrics.json``, ``metrics.md`` and the charts to the output folder, and the
+model card (``MODEL_CARD.md``) next to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from tqdm import tqdm
+
+from models.dataset.frame_labels import gesture_frames, relabel
+from models.dataset.labels import FINGERS_TO_GESTURE
+from models.dataset.voc import Annotation
+from models.evaluate.evaluation import (
+    ClassificationResult,
+    DetectionResult,
+    GroundTruth,
+    Prediction,
+    average_precision,
+    classification_report,
+    classification_to_dict,
+    detection_to_dict,
+    plot_confusion_matrix,
+    plot_precision_recall,
+)
+from models.evaluate.face_scores import face_figures, faces_markdown, pose_figures, poses_markdown
+from models.evaluate.frame_scores import (
+    GESTURE_ALIASES,
+    OUT_OF_VOCABULARY,
+    UNKNOWN,
+    ScoredFrame,
+    gesture_detection,
+    load_frame,
+    summarize,
+)
+from models.evaluate.model_card import (
+    PRODUCTION_SETS,
+    fmt_figure,
+    per_class_table,
+    production_table,
+    write_model_card,
+)
+from models.evaluate.peer_baseline import peer_frames
+from models.train.training import TrainConfig, load_splits
+
+logger = logging.getLogger(__name__)
+
+HAND: Final = "hand"
+DEFAULT_THRESHOLD: Final = 0.5
+"""The worker's default score threshold (labels without a shipped one)."""
+_RECIPE_FIELDS: Final = frozenset(TrainConfig.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    root: Any
+    serve: Callable[..., Mapping[str, Any]]
+    hands: Callable[..., Mapping[str, Any]]
+    crops: Callable[..., Mapping[str, Any]]
+    faces: Callable[..., Mapping[str, Any]] | None
+    labels: dict[int, str]
+    head_labels: tuple[str, ...]
+    input_size: tuple[int, int]
+    meta: dict[str, Any]
+
+
+class EvaluationError(Exception):
+    """The folder is not a gesture model this command can score."""
+
+
+def _load(model_dir: Path) -> _Model:
+    import tensorflow as tf
+
+    from models.serving.gesture_model import CROPS_SIGNATURE, FACES_SIGNATURE, HANDS_SIGNATURE
+    from worker.labelmap import load_label_map
+
+    needed = ("saved_model.pb", "model.json", "label_map.pbtxt")
+    missing = [name for name in needed if not (model_dir / name).is_file()]
+    if missing:
+        raise EvaluationError(f"{model_dir}: no {', '.join(missing)} (not an exported model)")
+    try:
+        meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise EvaluationError(f"{model_dir / 'model.json'}: not JSON: {exc}") from exc
+    if not isinstance(meta, dict) or not {"train_config", "head_labels"} <= meta.keys():
+        raise EvaluationError(
+            f"{model_dir}: model.json has no train_config/head_labels: not a gesture model "
+            "made by `memelearning train` (evaluate needs its recipe to find the held-out data)"
+        )
+    root = tf.saved_model.load(str(model_dir))
+    labels = load_label_map(model_dir / "label_map.pbtxt")
+    height, width = meta["input_size"]
+    return _Model(
+        root=root,
+        serve=root.signatures["serving_default"],
+        hands=root.signatures[HANDS_SIGNATURE],
+        crops=root.signatures[CROPS_SIGNATURE],
+        faces=root.signatures.get(FACES_SIGNATURE),
+        labels={i: labels[i] for i in labels},
+        head_labels=tuple(meta["head_labels"]),
+        input_size=(int(height), int(width)),
+        meta=meta,
+    )
+
+
+def _frame(path: Path, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    return load_frame(path, size)[None]
+
+
+def _box(values: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
+    ymin, xmin, ymax, xmax = (float(v) for v in values)
+    return (ymin, xmin, ymax, xmax)
+
+
+def hands_truth(raw: str) -> str:
+    """``hands/`` finger counts → a gesture, or no gesture of ours (3 and 4 fingers)."""
+    return FINGERS_TO_GESTURE.get(raw, OUT_OF_VOCABULARY)
+
+
+def _as_labelled(raw: str) -> str:
+    """Labels already made gestures (or :data:`UNKNOWN`) by :mod:`models.dataset.frame_labels`."""
+    return raw
+
+
+def _truths(annotation: Annotation, label_of: Callable[[str], str]) -> tuple[GroundTruth, ...]:
+    return tuple(
+        GroundTruth(
+            label_of(box.label),
+            (
+                box.ymin / annotation.height,
+                box.xmin / annotation.width,
+                box.ymax / annotation.height,
+                box.xmax / annotation.width,
+            ),
+        )
+        for box in annotation.boxes
+    )
+
+
+def score_frames(
+    model: _Model,
+    annotations: Sequence[Annotation],
+    label_of: Callable[[str], str],
+    group_of: Callable[[Annotation], str],
+    desc: str,
+) -> list[ScoredFrame]:
+    """Every annotated frame through the worker's decode path and the exported model."""
+    import tensorflow as tf
+
+    thresholds: Mapping[str, float] = model.meta.get("thresholds", {})
+    # Faces and poses are scored on their own data (models/evaluate/face_scores.py): a hand
+    # reported as a pose is no gesture here.
+    not_gestures = frozenset(model.meta.get("face_labels", ())) | frozenset(
+        model.meta.get("pose_labels", ())
+    )
+    frames = []
+    for annotation in tqdm(annotations, desc=desc, unit="frame"):
+        image = tf.constant(_frame(annotation.image_path, model.input_size))
+        hands_out = model.hands(input_tensor=image)
+        count = int(hands_out["num_hands"][0])
+        hands = tuple(
+            Prediction(
+                HAND,
+                float(hands_out["hand_scores"][0, i]),
+                _box(hands_out["hand_boxes"][0, i].numpy()),
+            )
+            for i in range(count)
+        )
+        out = model.serve(input_tensor=image)
+        gestures, reported = [], []
+        for i in range(int(out["num_detections"][0])):
+            label = model.labels.get(int(out["detection_classes"][0, i]))
+            score = float(out["detection_scores"][0, i])
+            if label is None or score <= 0 or label in not_gestures:
+                continue
+            found = Prediction(
+                GESTURE_ALIASES.get(label, label), score, _box(out["detection_boxes"][0, i].numpy())
+            )
+            gestures.append(found)
+            if score >= thresholds.get(label, DEFAULT_THRESHOLD):
+                reported.append(found)
+        frames.append(
+            ScoredFrame(
+                group_of(annotation),
+                _truths(annotation, label_of),
+                hands,
+                tuple(gestures),
+                tuple(reported),
+            )
+        )
+    return frames
+
+
+def hand_ap(frames: Sequence[ScoredFrame]) -> DetectionResult:
+    """Class-agnostic hand AP@0.5 (every truth box is a hand)."""
+    truths = [[GroundTruth(HAND, t.box) for t in frame.truths] for frame in frames]
+    return average_precision(truths, [list(f.hands) for f in frames], classes=[HAND])
+
+
+def classifier_accuracy(
+    model: _Model, samples: Sequence[Any], batch_size: int = 64
+) -> ClassificationResult:
+    import tensorflow as tf
+
+    from models.networks.gesture_classifier import centre_crop
+
+    true: list[str] = []
+    predicted: list[str] = []
+    with tqdm(total=len(samples), desc="held-out crops", unit="crop") as progress:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            crops = []
+            for sample in chunk:
+                with Image.open(sample.path) as image:
+                    crops.append(centre_crop(image))
+            probs = model.crops(crops=tf.constant(np.stack(crops)))["gesture_probabilities"]
+            predicted += [model.head_labels[i] for i in np.argmax(probs.numpy(), axis=-1)]
+            true += [sample.label for sample in chunk]
+            progress.update(len(chunk))
+    return classification_report(true, predicted, labels=model.head_labels)
+
+
+def speed(model: _Model, model_dir: Path, frames: npt.NDArray[np.uint8]) -> dict[str, float]:
+    """Frames/s of the SavedModel at batch 1 and 16, and of the TFLite export (LiteRT,
+    one frame per call) when ``ai-edge-litert`` is installed."""
+    import tensorflow as tf
+
+    figures: dict[str, float] = {}
+    for batch in (1, 16):
+        images = tf.constant(np.resize(frames, (batch, *frames.shape[1:])))
+        model.serve(input_tensor=images)
+        calls = max(64 // batch, 4)
+        start = time.perf_counter()
+        for _ in range(calls):
+            model.serve(input_tensor=images)
+        figures[f"savedmodel_batch{batch}_fps"] = calls * batch / (time.perf_counter() - start)
+    tflite = model_dir / "model.tflite"
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        logger.info("ai-edge-litert not installed: no TFLite figure")
+        return figures
+    if tflite.is_file():
+        interpreter = Interpreter(model_path=str(tflite), num_threads=2)
+        runner = interpreter.get_signature_runner()
+        runner(input_tensor=frames[:1])
+        start = time.perf_counter()
+        for i in range(32):
+            runner(input_tensor=frames[i % len(frames)][None])
+        figures["tflite_litert_batch1_fps"] = 32 / (time.perf_counter() - start)
+        # What one frame costs one core, with hands and without: the figure the
+        # cost targets (docs/models.md) are stated in.
+        single = Interpreter(model_path=str(tflite), num_threads=1).get_signature_runner()
+        blank = np.zeros_like(frames[:1])
+        for name, inputs in (("hands", frames), ("no_hands", np.resize(blank, frames.shape))):
+            single(input_tensor=inputs[:1])
+            start = time.perf_counter()
+            for i in range(32):
+                single(input_tensor=inputs[i % len(inputs)][None])
+            figures[f"tflite_litert_1thread_{name}_ms"] = (time.perf_counter() - start) / 32e-3
+    return figures
+
+
+def evaluate(
+    model_dir: Path,
+    data_root: Path,
+    out_dir: Path,
+    *,
+    limit: int | None = None,
+    peer_python: Path | None = None,
+    write_card: bool = True,
+) -> dict[str, Any]:
+    """Score the model in ``model_dir``; write the report to ``out_dir`` (and, with
+    ``write_card``, the model card next to the model). With ``peer_python`` (the
+    interpreter of the environment ``scripts/peer-env.sh`` makes), MediaPipe's stock
+    Gesture Recognizer is scored on the same frames. Returns the metrics as written."""
+    model = _load(model_dir)
+    recipe = {k: v for k, v in model.meta["train_config"].items() if k in _RECIPE_FIELDS}
+    recipe["input_size"] = tuple(recipe["input_size"])
+    config = TrainConfig(**{**recipe, "limit": limit if limit is not None else recipe["limit"]})
+    splits = load_splits(data_root, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    signs_held_out = relabel(splits.signs.test, UNKNOWN)
+    # Every person of signs/ whose frames show our gestures, each scored by a head that
+    # never saw them (stage one's box scale, one number, was fitted on those not held
+    # out). A head that learned from such frames was scored at training time, person
+    # by person (models/train/cross_validation.py); one that did not is scored here.
+    signs_gestures = gesture_frames([*splits.signs.train, *splits.signs.test])
+    hand_floor = float(model.meta.get("config", {}).get("hand_threshold", 0.5))
+    sign_classes = sorted({box.label for a in signs_gestures for box in a.boxes})
+    people_unseen = model.meta.get("people_unseen")
+    if people_unseen is None and not recipe.get("frame_hands", False):
+        people_unseen = summarize(
+            score_frames(model, signs_gestures, _as_labelled, lambda a: a.group, "signs gestures"),
+            sign_classes,
+            hand_score=hand_floor,
+        )
+    hands_frames = score_frames(
+        model, splits.hands_test, hands_truth, lambda _: "hands/test", "hands/test"
+    )
+    signs_frames = score_frames(
+        model, signs_held_out, _as_labelled, lambda a: a.group, "signs held-out people"
+    )
+    hands_result = hand_ap(hands_frames)
+    signs_result = hand_ap(signs_frames)
+    gestures = sorted(set(FINGERS_TO_GESTURE.values()))
+    held_out_classes = sorted({box.label for a in signs_held_out for box in a.boxes} - {UNKNOWN})
+    gestures_result = gesture_detection(hands_frames, gestures)
+    crops_result = classifier_accuracy(model, splits.crops.test)
+    production = {
+        "hands_test": summarize(hands_frames, gestures, hand_score=hand_floor),
+        "signs_held_out": summarize(signs_frames, held_out_classes, hand_score=hand_floor),
+        "signs_gestures": people_unseen,
+    }
+    peer = None
+    if peer_python is not None:
+        peer = {
+            "hands_test": summarize(
+                peer_frames(peer_python, splits.hands_test, hands_truth, model.input_size),
+                gestures,
+                hand_score=0.0,
+            ),
+            "signs_held_out": summarize(
+                peer_frames(peer_python, signs_held_out, _as_labelled, model.input_size),
+                held_out_classes,
+                hand_score=0.0,
+            ),
+            "signs_gestures": summarize(
+                peer_frames(peer_python, signs_gestures, _as_labelled, model.input_size),
+                sign_classes,
+                hand_score=0.0,
+            ),
+        }
+    frames = np.concatenate(
+        [_frame(a.image_path, model.input_size) for a in splits.hands_test[:16]]
+    )
+    figures = speed(model, model_dir, frames)
+    faces = (
+        face_figures(model.faces, data_root, model.input_size, limit)
+        if model.faces is not None
+        else None
+    )
+    poses = (
+        pose_figures(
+            model.serve,
+            model.labels,
+            model.meta.get("thresholds", {}),
+            data_root,
+            model.input_size,
+            limit,
+            DEFAULT_THRESHOLD,
+        )
+        if model.meta.get("pose_labels")
+        else None
+    )
+
+    charts = {
+        "hands_test_pr": plot_precision_recall(
+            hands_result, out_dir / "pr_hands_test.png", title="Hand detection, hands/test"
+        ),
+        "signs_pr": plot_precision_recall(
+            signs_result, out_dir / "pr_signs_held_out.png", title="Hand detection, held-out people"
+        ),
+        "gestures_pr": plot_precision_recall(
+            gestures_result, out_dir / "pr_gestures_hands_test.png", title="Gestures, hands/test"
+        ),
+        "confusion": plot_confusion_matrix(
+            crops_result,
+            out_dir / "confusion_crops.png",
+            title="Gesture classifier, held-out crops",
+        ),
+    }
+    metrics: dict[str, Any] = {
+        "schema": 1,
+        "model": {"name": model.meta.get("name"), "version": model.meta.get("version")},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "limit": limit,
+        "hand_ap50_hands_test": hands_result.mean_ap,
+        "hand_ap50_signs_held_out": signs_result.mean_ap,
+        "signs_held_out_people": sorted({a.group for a in splits.signs.test}),
+        "gesture_map50_hands_test": gestures_result.mean_ap,
+        "classifier_accuracy": crops_result.accuracy,
+        "production": production,
+        "peer": peer,
+        "thresholds": model.meta.get("thresholds", {}),
+        "speed": figures,
+        "faces": faces,
+        "poses": poses,
+        "detail": {
+            "hands_test": detection_to_dict(hands_result),
+            "signs_held_out": detection_to_dict(signs_result),
+            "gestures_hands_test": detection_to_dict(gestures_result),
+            "crops": classification_to_dict(crops_result),
+        },
+        "charts": {key: path.name for key, path in charts.items()},
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "metrics.md").write_text(summary_markdown(metrics), encoding="utf-8")
+    if write_card:
+        write_model_card(model_dir, model.meta, metrics)
+    return metrics
+
+
+def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
+    """The production-view figures, ours beside the peer's where it was scored."""
+
+    cell = fmt_figure
+    production = metrics.get("production") or {}
+    lines = [
+        "",
+        "## What production sees (worker decode path)",
+        "",
+        "Frames decoded and resized by the worker's own code. Hands found: truth boxes "
+        "matched at IoU >= 0.5 by a reported hand (a two-handed sign boxed as one counts "
+        "when the hull of the hands inside it matches). False gestures: gestures reported "
+        "at the shipped thresholds that match no truth box of that gesture, per 100 "
+        "frames (on signs/, a gesture on a signing hand is not counted: some signs are "
+        "gestures). Out of vocabulary: hands making none of our gestures that were named "
+        "one. Peer: MediaPipe's stock Gesture Recognizer on the same frames "
+        "(`models/evaluate/peer.py`), its gesture reported at score >= 0.5.",
+        "",
+        *production_table(metrics),
+    ]
+    for key, title in PRODUCTION_SETS:
+        groups = (production.get(key) or {}).get("per_group") or {}
+        if groups:
+            lines += ["", f"Per person, {title}:", "", "| person | frames | hands found |"]
+            lines += ["|---|---:|---:|"]
+            lines += [
+                f"| {g} | {f['frames']} | {cell(f['hands_found'])} |" for g, f in groups.items()
+            ]
+    for key, title in PRODUCTION_SETS:
+        table = per_class_table(metrics, key)
+        if table:
+            lines += ["", f"Gesture AP@0.5 per class, {title}:", "", *table]
+    return lines
+
+
+def summary_markdown(metrics: Mapping[str, Any]) -> str:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    gestures = metrics["detail"]["gestures_hands_test"]["per_class"]
+    crops = metrics["detail"]["crops"]["per_class"]
+    lines = [
+        f"# Evaluation of {metrics['model']['name']} {metrics['model']['version']}",
+        "",
+        f"Date: {metrics['date']}. Machine: {metrics['machine']['platform']}.",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        f"| hand AP@0.5, hands/test | {pct(metrics['hand_ap50_hands_test'])} |",
+        f"| hand AP@0.5, held-out people of signs/ "
+        f"({', '.join(metrics['signs_held_out_people'])}) | "
+        f"{pct(metrics['hand_ap50_signs_held_out'])} |",
+        f"| gesture classifier accuracy, held-out crops | {pct(metrics['classifier_accuracy'])} |",
+        f"| gesture mAP@0.5, hands/test (fist, one, peace, palm) | "
+        f"{pct(metrics['gesture_map50_hands_test'])} |",
+    ]
+    lines += [
+        f"| {key.replace('_', ' ')} | {value:.1f} |" for key, value in metrics["speed"].items()
+    ]
+    lines += ["", "## Gesture AP per class (hands/test)", "", "| gesture | AP@0.5 | objects |"]
+    lines += ["|---|---:|---:|"]
+    lines += [f"| {k} | {pct(v['ap'])} | {v['n_gt']} |" for k, v in gestures.items() if v["n_gt"]]
+    lines += _production_markdown(metrics)
+    lines += faces_markdown(metrics.get("faces"))
+    lines += poses_markdown(metrics.get("poses"))
+    lines += [
+        "",
+        "## Classifier per class (held-out crops)",
+        "",
+        "| gesture | precision | recall |",
+    ]
+    lines += ["|---|---:|---:|"]
+    lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} |" for k, v in crops.items()]
+    return "\n".join(lines) + "\n"

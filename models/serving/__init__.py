@@ -1,0 +1,4 @@
+"""The exported model: the stages joined into one servable graph, exported as a
+SavedModel and a TFLite file (:mod:`.gesture_model`), and the colour plumbing model
+(:mod:`.contract_model`). Imports nothing from training or evaluation: they use the
+model, never the reverse."""
