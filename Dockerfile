@@ -4,6 +4,7 @@
 #
 #   docker build --target cpu -t memelearning:cpu .   # tensorflow-cpu (the default target)
 #   docker build --target gpu -t memelearning:gpu .   # tensorflow[and-cuda]
+#   docker build --target cpu-lite -t memelearning:cpu-lite .  # LiteRT only, no TensorFlow
 #
 # Both run every memelearning process (`worker`, `reactions serve`, `publish`); the
 # command picks which. The worker's model is baked in at /opt/memelearning/model:
@@ -80,6 +81,16 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && pip install --no-compile -r /tmp/requirements.txt
 RUN finish-install
 
+# ---------------------------------------------------------------------- build-lite
+# LiteRT only (the pyproject extra `worker-lite`): a worker that serves model.tflite and
+# never imports TensorFlow (installed size and memory: docs/benchmarks.md,
+# "Footprint"). pip and setuptools go too: nothing installs at run time.
+FROM build-base AS build-lite
+RUN --mount=type=cache,target=/root/.cache/pip \
+    requirements worker-lite > /tmp/requirements.txt \
+ && pip install --no-compile -r /tmp/requirements.txt
+RUN finish-install && pip uninstall --yes --quiet pip setuptools
+
 # --------------------------------------------------------------------------- model
 # Exported with the CPU build, so the GPU image builds on machines without a GPU.
 FROM base AS model
@@ -116,6 +127,19 @@ CMD ["worker"]
 # ----------------------------------------------------------------------------- gpu
 FROM runtime AS gpu
 COPY --from=build-gpu /opt/venv /opt/venv
+
+# ------------------------------------------------------------------------ cpu-lite
+# The slim CPU worker: LiteRT, no TensorFlow. Its model must have a model.tflite (the
+# shipped one has; the plumbing model is exported with one), and the runtime is pinned
+# so that a model without one fails at start with a message, not a TensorFlow import.
+FROM runtime AS cpu-lite
+COPY --from=build-lite /opt/venv /opt/venv
+# glibc keeps the per-frame decode buffers (about 1 MB each) in its thread arenas once
+# its dynamic mmap threshold has grown, and the worker's RSS under load climbs from
+# ~150 to ~250 MiB; a fixed threshold returns them to the system at each free: ~175
+# MiB (docs/benchmarks.md, "Footprint").
+ENV MEMELEARNING_WORKER_RUNTIME=litert \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 # ----------------------------------------------------------------------------- cpu
 # Last, so a plain `docker build .` gives the CPU image.

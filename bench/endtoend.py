@@ -104,7 +104,8 @@ async def run_batch_size(
             latencies = []
             for share in latency_loads:
                 rate = capacity["frames_per_s"] * share
-                latencies.append(await _latency(run, jpegs, max_batch, rate, share, plan))
+                measured = await _latency(run, jpegs, max_batch, rate, share, plan)
+                latencies.append({**measured, "workers": workers})
         return capacity, latencies
     finally:
         await asyncio.to_thread(management.delete_vhost, vhost)

@@ -105,14 +105,16 @@ def _run(job: InProcessJob) -> dict[str, Any]:
     if job.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(job.inter_op_threads)
 
-    from models.contract_model import export_colour_model
+    from models.serving.contract_model import export_colour_model
 
     if job.export_colour_model:
         export_colour_model(job.model_dir, tflite=True)
     detectors = {runtime: _load(job, runtime) for runtime in {*job.bare_runtimes, job.runtime}}
     kept = list(range(len(job.jpegs)))
+    hands: list[int] | None = None
+    faces: list[int] | None = None
     if job.keep_detected:
-        kept = _detected(detectors[job.runtime], job)
+        kept, hands, faces = _detected(detectors[job.runtime], job)
         job = replace(job, jpegs=[job.jpegs[i] for i in kept])
     bare = [
         asdict(_measure_bare(detectors[runtime], job, size))
@@ -122,7 +124,7 @@ def _run(job: InProcessJob) -> dict[str, Any]:
     detector = detectors[job.runtime]
     detector.warm_up(sorted({1, *job.batch_sizes}))
     with ThreadPoolExecutor(job.decode_threads, thread_name_prefix="decode") as pool:
-        results = [asdict(_measure(detector, pool, job, size)) for size in job.batch_sizes]
+        results = [asdict(measure_pipeline(detector, pool, job, size)) for size in job.batch_sizes]
     description = _description(job.model_dir)
     return {
         "model": {
@@ -144,23 +146,44 @@ def _run(job: InProcessJob) -> dict[str, Any]:
         "bare": bare,
         "results": results,
         "kept_frames": kept,
+        # Hands the model found in each kept frame (None: not a hand model).
+        "frame_hands": hands,
+        "frame_faces": faces,
     }
 
 
-def _detected(detector: Any, job: InProcessJob) -> list[int]:
-    """Indexes of the frames ``detector`` reports at least one detection for."""
+def _detected(detector: Any, job: InProcessJob) -> tuple[list[int], list[int], list[int]]:
+    """Indexes of the frames ``detector`` reports a detection for that becomes a
+    reaction event (a face at rest, ``neutral``, is a detection but no event: a frame
+    with nothing else would never reach the subscriber), and how many hands and faces
+    the model found in each of those."""
     from worker.decode import decode_into
+    from worker.events import NOT_REACTIONS
 
+    metadata = json.loads((job.model_dir / "model.json").read_text(encoding="utf-8"))
+    # A face stage reports one of these per face; every other detection is a hand (a
+    # hand in a pose, thinking or raise_hand, included: it cost the same passes).
+    face_labels = set(metadata.get("face_labels", []))
+    hand_labels = set(detector.labels.names) - face_labels
     height, width = detector.input_size
     frame = np.empty((1, height, width, 3), np.uint8)
-    kept = []
+    kept: list[int] = []
+    hands: list[int] = []
+    faces: list[int] = []
     for i, jpeg in enumerate(job.jpegs):
         decode_into(jpeg, frame[0], max_pixels=job.max_frame_pixels)
-        if detector.detect(frame)[0]:
+        if any(d.label not in NOT_REACTIONS for d in detector.detect(frame)[0]):
             kept.append(i)
+            # Every hand the model found costs its network passes, also one whose
+            # gesture scores below the reporting threshold: count the raw outputs.
+            raw = detector._run(frame)
+            ids = raw["detection_classes"][0][: int(raw["num_detections"][0])]
+            names = [detector.labels.get(round(float(c)), "") for c in ids]
+            hands.append(sum(name in hand_labels for name in names))
+            faces.append(sum(name in face_labels for name in names))
     if not kept:
         raise RuntimeError(f"{job.model_dir}: the model reports nothing on any frame")
-    return kept
+    return kept, hands, faces
 
 
 def _load(job: InProcessJob, runtime: str) -> Any:
@@ -232,9 +255,11 @@ def _measure_bare(detector: Any, job: InProcessJob, size: int) -> BareResult:
     )
 
 
-def _measure(
+def measure_pipeline(
     detector: Any, pool: ThreadPoolExecutor, job: InProcessJob, size: int
 ) -> InProcessResult:
+    """Decode and detect ``job.jpegs`` in batches of ``size`` as the worker's batch loop
+    does, for ``job.intervals`` intervals of ``job.interval_s``."""
     from worker.decode import decode_into
 
     height, width = detector.input_size

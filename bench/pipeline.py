@@ -16,9 +16,13 @@ Prints a table and writes JSON and PNG plots.
    worker (max_batch 1, prefetch 1, one decode thread), measured the same way.
 5. Latency: participants simulated at shares (25/50/90 %) of the capacity measured at
    ``--latency-batch``; the age of each frame when its event arrives.
-6. Scaling: the same with 2 worker processes on one queue.
+6. Processes and threads: N worker processes with one model thread each on one
+   queue, against the one worker of 3 with N threads.
+7. The physical limit: each network inside the model timed alone (one thread, bare,
+   pre-cropped input), summed over the hands in the frames used and spread over the
+   cores (``bench.networks``); every stage is reported as a share of it.
 
-The default model is the colour plumbing model (``models.contract_model``, exported
+The default model is the colour plumbing model (``models.serving.contract_model``, exported
 with its TFLite file): it follows the Object Detection API contract and costs some real
 compute, but it is not a gesture detector, so its figures are for the pipeline, not
 for a trained network; ``--model DIR`` runs everything on an exported model instead.
@@ -47,7 +51,15 @@ from typing import Any, Final
 from bench.endtoend import run_batch_size
 from bench.frames import SIGNS, describe_jpegs, load_jpegs
 from bench.inprocess import InProcessJob, measure_in_child
+from bench.layout import Layout, compare_layouts
 from bench.machine import describe_machine, package_versions
+from bench.networks import (
+    find_networks,
+    network_files,
+    physical_limit,
+    time_model,
+    time_networks,
+)
 from bench.plan import plan_for
 from bench.plots import plot_result
 from bench.report import format_report
@@ -58,7 +70,7 @@ from memelearning.settings import SettingsError, load_settings
 from worker.litert import TFLITE_FILE, litert_available
 from worker.settings import WorkerSettings
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 DEFAULT_OUT: Final = Path(__file__).resolve().parent.parent / "var" / "bench"
 # TensorFlow threads inside one model call: one per core of the 2-core machine the
 # figures are for. Inter-op threads are left to TensorFlow, as the worker's default.
@@ -141,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the worker at --latency-batch under cProfile and write the functions its "
         "event loop spends most time in (pipeline-<time>-profile.txt)",
     )
+    parser.add_argument(
+        "--latency-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the latency loads against 1 worker (default) or against the "
+        "--scaling-workers processes",
+    )
+    parser.add_argument(
+        "--fetch-networks",
+        action="store_true",
+        help="download the model's bare networks (pip download of MediaPipe's wheel) when "
+        "they are not cached; without them the physical limit is reported as unknown",
+    )
     parser.add_argument("--frames", type=int, help="frames held in memory (default 300, quick 100)")
     parser.add_argument(
         "--participants", type=int, default=8, help="simulated participants (default 8)"
@@ -214,8 +240,34 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
                 keep_detected=args.model is not None,
             ),
         )
+        layouts: list[dict[str, Any]] = []
+        if runtime == "litert" and args.scaling_workers > 1:
+            n = args.scaling_workers
+            layouts = await asyncio.to_thread(
+                compare_layouts,
+                model_dir,
+                [jpegs[i] for i in in_process["kept_frames"]],
+                # One process with a model thread per core, against one process per
+                # core (with one or two decode threads each).
+                [Layout(1, n, decode_threads), Layout(n, 1, 1), Layout(n, 1, 2)],
+                max_batch=args.latency_batch,
+                rounds=2 if args.quick else 5,
+                seconds=1.0 if args.quick else 4.0,
+                max_frame_pixels=defaults["max_frame_pixels"].default,
+            )
         # The end-to-end phases send only frames that give an event to count.
         jpegs = [jpegs[i] for i in in_process["kept_frames"]]
+        # After the child has exited, so that the networks have the cores to themselves.
+        limit = await asyncio.to_thread(
+            _measure_limit,
+            model_dir if args.model else None,
+            jpegs,
+            in_process["frame_hands"],
+            in_process["frame_faces"],
+            fetch=args.fetch_networks,
+            seconds=1.0 if args.quick else 4.0,
+            cores=machine["usable_cpus"],
+        )
         worker_settings: dict[str, object] = {
             "model_dir": model_dir,
             "runtime": runtime,
@@ -251,7 +303,11 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
                 management,
                 max_batch=size,
                 worker_settings=worker_settings,
-                latency_loads=args.latency_loads if size == args.latency_batch else (),
+                latency_loads=(
+                    args.latency_loads
+                    if size == args.latency_batch and args.latency_workers == 1
+                    else ()
+                ),
                 profile_path=profile_stats if args.profile and size == args.latency_batch else None,
                 **common,
             )
@@ -262,7 +318,7 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
             latency += measured
 
         best = max(end_to_end, key=lambda row: row["frames_per_s"])
-        baseline = None
+        baseline: dict[str, Any] | None = None
         if not args.no_baseline:
             # The seed service's shape: one frame per request, nothing batched or
             # overlapped: one frame in flight, one decode thread, one model call each.
@@ -282,14 +338,18 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
             # One thread per model call each, so that N workers do not oversubscribe
             # the cores N times over.
             per_worker = {**worker_settings, "litert_threads": 1, "intra_op_threads": 1}
-            many, _ = await run_batch_size(
+            many, measured = await run_batch_size(
                 management,
                 max_batch=args.latency_batch,
                 worker_settings=per_worker,
                 workers=args.scaling_workers,
+                latency_loads=(
+                    args.latency_loads if args.latency_workers == args.scaling_workers else ()
+                ),
                 name="scaling",
                 **common,
             )
+            latency += measured
             one = next(r for r in end_to_end if r["max_batch"] == args.latency_batch)
             scaling = {
                 "max_batch": args.latency_batch,
@@ -300,8 +360,13 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
                 "ratio_to_one_worker": round(many["frames_per_s"] / one["frames_per_s"], 2),
                 "run": many,
             }
+            if baseline is not None:
+                # The baseline's ratio counts whichever shape serves best on this machine.
+                baseline["ratio_processes_over_baseline"] = round(
+                    many["frames_per_s"] / baseline["frames_per_s"], 2
+                )
 
-    return {
+    result = {
         "benchmark": "pipeline",
         "schema_version": SCHEMA_VERSION,
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -336,8 +401,80 @@ async def run(args: argparse.Namespace, settings: BenchSettings) -> dict[str, An
         "baseline": baseline,
         "latency": latency,
         "scaling": scaling,
+        "layouts": layouts,
+        "networks": limit["networks"],
+        "limit": limit["limit"],
         "profile": profile,
     }
+    add_limit_ratios(result)
+    return result
+
+
+def _measure_limit(
+    model_dir: Path | None,
+    jpegs: list[bytes],
+    hands: list[int] | None,
+    faces: list[int] | None,
+    *,
+    fetch: bool,
+    seconds: float,
+    cores: int,
+) -> dict[str, Any]:
+    """The bare networks' timings and the physical limit, or why it is unknown."""
+
+    def unknown(reason: str) -> dict[str, Any]:
+        return {"networks": [], "limit": {"frames_per_s": None, "unknown": reason}}
+
+    if model_dir is None or hands is None:
+        return unknown("the plumbing model has no networks of MediaPipe's to time")
+    if not litert_available():
+        return unknown("ai-edge-litert is not installed, which times the networks")
+    try:
+        metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return unknown(f"no readable model.json: {exc}")
+    files = network_files(metadata) if isinstance(metadata, dict) else []
+    if not files:
+        return unknown("model.json names no base networks (base_models.files)")
+    paths = find_networks(files, fetch=fetch)
+    if isinstance(paths, str):
+        return unknown(paths)
+    import numpy as np
+
+    from worker.decode import decode_into
+
+    height, width = metadata.get("input_size") or (480, 640)
+    frames = np.empty((len(jpegs), height, width, 3), np.uint8)
+    for index, jpeg in enumerate(jpegs):
+        decode_into(jpeg, frames[index], max_pixels=1 << 30)
+    timings = time_networks(paths, frames[0], seconds=seconds)
+    limit = physical_limit(timings, hands, cores=cores, faces=faces)
+    # The same frames through the whole model, at one thread and at one per core.
+    model = time_model(model_dir, frames, sorted({1, cores}), seconds=2 * seconds)
+    limit["model_ms_per_frame_by_threads"] = model["wall_ms"]
+    limit["model_cpu_ms_per_frame_by_threads"] = model["cpu_ms"]
+    limit["model_over_networks_one_thread"] = round(
+        model["cpu_ms"][1] / limit["network_ms_per_frame"], 2
+    )
+    return {"networks": [asdict(t) for t in timings], "limit": limit}
+
+
+def add_limit_ratios(result: dict[str, Any]) -> None:
+    """Every stage's frames per second as a share of the physical limit (None when the
+    limit is unknown)."""
+    limit = result["limit"]["frames_per_s"]
+
+    def ratio(fps: float | None) -> float | None:
+        return round(fps / limit, 3) if limit and fps is not None else None
+
+    for key in ("bare", "in_process", "end_to_end", "layouts"):
+        for row in result[key]:
+            row["ratio_to_limit"] = ratio(row["frames_per_s"])
+    for run in result["latency"]:
+        run["ratio_to_limit"] = ratio(run["achieved_fps"])
+    for key in ("baseline", "scaling"):
+        if result[key]:
+            result[key]["ratio_to_limit"] = ratio(result[key]["frames_per_s"])
 
 
 def _profile_text(path: Path, top: int = 30) -> str | None:
@@ -356,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.latency_batch not in args.batch_sizes:
         parser.error(f"--latency-batch {args.latency_batch} is not in --batch-sizes")
+    if args.latency_workers not in (1, args.scaling_workers):
+        parser.error("--latency-workers must be 1 or --scaling-workers")
     if args.model is not None and not (args.model / "saved_model.pb").is_file():
         parser.error(f"--model {args.model}: no saved_model.pb there")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -370,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         # Most often the broker or its management API is not running.
         print(
             f"bench.pipeline: cannot use RabbitMQ at {redact_url(str(settings.amqp_url))} "
-            f"(management API {settings.management_url}): {exc}",
+            f"(management API {settings.management_url}): {type(exc).__name__}: {exc}",
             file=sys.stderr,
         )
         return 1

@@ -45,6 +45,9 @@ def plot_result(result: Mapping[str, Any], path: Path) -> Path | None:
             linestyle="--",
             label=f"{label} ({model['runtime']})",
         )
+    limit = (result.get("limit") or {}).get("frames_per_s")
+    if limit:
+        rates.axhline(limit, color="black", linestyle=":", label="physical limit (networks alone)")
     rates.set_xscale("log", base=2)
     rates.set_xlabel("batch size / max_batch")
     rates.set_ylabel("frames/s")
@@ -74,11 +77,17 @@ def plot_result(result: Mapping[str, Any], path: Path) -> Path | None:
     if scaling:
         bars.append(("1 worker", scaling["one_worker_frames_per_s"]))
         bars.append((f"{scaling['workers']} workers\n(1 thread each)", scaling["frames_per_s"]))
+    for row in result.get("layouts") or []:
+        bars.append(
+            (f"{row['name']} in process\n({row['decode_threads']} decode)", row["frames_per_s"])
+        )
     if bars:
+        if limit:
+            fleet.axhline(limit, color="black", linestyle=":")
         fleet.bar([name for name, _ in bars], [value for _, value in bars])
         for index, (_, value) in enumerate(bars):
             fleet.annotate(f"{value:.0f}", (index, value), ha="center", va="bottom", fontsize=8)
-    fleet.set_ylabel("frames/s end to end")
+    fleet.set_ylabel("frames/s (dotted: the physical limit)")
     fleet.set_title("Against the baseline, and scaling", fontsize=10)
     fleet.tick_params(axis="x", labelsize=8)
 

@@ -37,9 +37,28 @@ def format_report(result: Mapping[str, Any]) -> str:
         f"worker:   max_wait_ms {worker['max_wait_ms']}, prefetch 2 x max_batch, "
         f"score threshold {worker['score_threshold']} (every frame yields events)",
         "",
-        "bare model (frames decoded beforehand), frames/s (min-max), ms per detect call:",
+    ]
+    lines += _limit_lines(result)
+    lines += [
+        "",
+        "bare model (frames decoded beforehand), frames/s (min-max), ms per detect call, "
+        "share of the limit:",
     ]
     lines += _bare_table(result["bare"])
+    layouts = result.get("layouts") or []
+    if layouts:
+        lines += [
+            "",
+            "processes x model threads, in process (no broker), the layouts taking turns; "
+            "frames/s, median of the turns (each turn), share of the limit:",
+        ]
+        lines += [
+            f"  {row['name']} ({row['decode_threads']} decode thread"
+            f"{'s' if row['decode_threads'] > 1 else ''} each): {row['frames_per_s']:.0f} "
+            f"({', '.join(f'{r:.0f}' for r in row['rounds'])}) "
+            f"{_share(row.get('ratio_to_limit'))}"
+            for row in layouts
+        ]
     lines += ["", "pipeline:"]
     lines += _table(result["in_process"], result["end_to_end"])
     baseline = result.get("baseline")
@@ -49,7 +68,14 @@ def format_report(result: Mapping[str, Any]) -> str:
             f"seed-style baseline (max_batch 1, prefetch 1, 1 decode thread): "
             f"{baseline['frames_per_s']:.0f} frames/s end to end; ours (max_batch "
             f"{baseline['ours_max_batch']}) {baseline['ours_frames_per_s']:.0f}: "
-            f"{baseline['ratio_ours_over_baseline']:.2f}x",
+            f"{baseline['ratio_ours_over_baseline']:.2f}x"
+            + (
+                f"; {result['scaling']['workers']} processes over it: "
+                f"{baseline['ratio_processes_over_baseline']:.2f}x"
+                if "ratio_processes_over_baseline" in baseline
+                else ""
+            )
+            + f"; baseline {_share(baseline.get('ratio_to_limit'))} of the limit",
         ]
     latency = result.get("latency") or []
     if latency:
@@ -70,6 +96,7 @@ def format_report(result: Mapping[str, Any]) -> str:
                 "p99 ms",
                 "max ms",
                 "mean batch",
+                "workers",
             )
         ]
         for run in latency:
@@ -84,6 +111,7 @@ def format_report(result: Mapping[str, Any]) -> str:
                     f"{run['p99_ms']:g}",
                     f"{run['max_ms']:g}",
                     _number(run["worker"]["mean_batch"]),
+                    str(run.get("workers", 1)),
                 )
             )
         lines += _columns(rows)
@@ -94,7 +122,8 @@ def format_report(result: Mapping[str, Any]) -> str:
             f"scaling at max_batch {scaling['max_batch']}: 1 worker "
             f"{scaling['one_worker_frames_per_s']:.0f} frames/s; {scaling['workers']} workers "
             f"({scaling['threads_per_worker']} model thread each) "
-            f"{scaling['frames_per_s']:.0f} frames/s ({scaling['ratio_to_one_worker']:.2f}x)",
+            f"{scaling['frames_per_s']:.0f} frames/s ({scaling['ratio_to_one_worker']:.2f}x; "
+            f"{_share(scaling.get('ratio_to_limit'))} of the limit)",
         ]
     return "\n".join(lines)
 
@@ -108,7 +137,8 @@ def _bare_table(bare: Sequence[Mapping[str, Any]]) -> list[str]:
             (
                 runtime,
                 *(
-                    f"{_rate(by_size[size])} {by_size[size]['ms_per_call']:g} ms"
+                    f"{_rate(by_size[size])} {by_size[size]['ms_per_call']:g} ms "
+                    f"{_share(by_size[size].get('ratio_to_limit'))}"
                     if size in by_size
                     else ""
                     for size in sizes
@@ -133,11 +163,13 @@ def _table(in_process: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, A
         "max_batch",
         "in-proc fps (min-max)",
         "in-proc/bare",
+        "in-proc/limit",
         "decode ms/frame",
         "detect ms/batch",
         "other cores",
         "e2e fps (min-max)",
         "e2e/in-proc",
+        "e2e/limit",
         "e2e mean batch",
         "worker busy",
         "CPU cores: worker (loop)/broker/load/sub/other",
@@ -148,6 +180,7 @@ def _table(in_process: Sequence[Mapping[str, Any]], e2e: Sequence[Mapping[str, A
             str(row["max_batch"]),
             _rate(row),
             _number(row.get("ratio_to_bare")),
+            _share(row.get("ratio_to_limit")),
             f"{row['decode_ms_per_frame']:.2f}",
             f"{row['detect_ms_per_batch']:.2f}",
             _number(row["other_cores"]),
@@ -167,11 +200,48 @@ def _e2e_cells(run: Mapping[str, Any]) -> tuple[str, ...]:
     return (
         _rate(run),
         f"{run['ratio_to_in_process']:.2f}",
+        _share(run.get("ratio_to_limit")),
         _number(w["mean_batch"]),
         f"{busy:.0%}",
         f"{_number(cpu.get('worker'))} ({_number(cpu.get('worker_main_thread'))})/"
         + "/".join(_number(cpu.get(role)) for role in roles),
     )
+
+
+def _limit_lines(result: Mapping[str, Any]) -> list[str]:
+    limit = result.get("limit") or {"frames_per_s": None, "unknown": "not measured"}
+    if limit["frames_per_s"] is None:
+        return [f"physical limit: UNKNOWN ({limit.get('unknown')}); no ratios to it", ""]
+    networks = ", ".join(
+        f"{n['file'].removesuffix('.tflite')} {n['cpu_ms']:g} ms CPU ({n['ms']:g} ms wall)"
+        for n in result["networks"]
+    )
+    lines = [
+        f"networks alone (LiteRT, 1 thread, per call): {networks}",
+        f"physical limit for these frames ({limit['hands_per_frame']:g} hands and "
+        f"{limit['faces_per_frame']:g} faces per frame: palm (and face) detector once, "
+        f"landmark network twice per hand, face landmarks once per face; "
+        f"{limit['cores']} cores): "
+        f"{limit['network_ms_per_frame']:g} ms of networks per frame -> "
+        f"{limit['frames_per_s']:.0f} frames/s (one landmark pass per hand: "
+        f"{limit['one_landmark_pass_frames_per_s']:.0f})",
+    ]
+    by_threads = limit.get("model_ms_per_frame_by_threads") or {}
+    cpu = limit.get("model_cpu_ms_per_frame_by_threads") or {}
+    if by_threads:
+        lines.append(
+            "the whole model on the same frames, frame by frame, per frame: "
+            + ", ".join(
+                f"{n} thread(s) {ms:g} ms wall, {cpu.get(n, 0):g} ms CPU"
+                for n, ms in by_threads.items()
+            )
+            + f" (one thread: {limit['model_over_networks_one_thread']:g}x its networks' CPU)"
+        )
+    return [*lines, ""]
+
+
+def _share(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0%}"
 
 
 def _number(value: float | None) -> str:

@@ -54,9 +54,16 @@ class WorkerProcess:
     only (the worker never logs frames)."""
 
     def __init__(
-        self, settings: Mapping[str, object], log_path: Path, *, profile_path: Path | None = None
+        self,
+        settings: Mapping[str, object],
+        log_path: Path,
+        *,
+        profile_path: Path | None = None,
+        python: Path | None = None,
     ) -> None:
         self.port = free_port()
+        # Another environment's interpreter (bench.footprint: a LiteRT-only one).
+        self._python = str(python) if python else sys.executable
         # cProfile of the worker's main thread (the event loop: AMQP, events, acks,
         # batching), written when the worker exits.
         self._profile = ["-m", "cProfile", "-o", str(profile_path)] if profile_path else []
@@ -82,7 +89,7 @@ class WorkerProcess:
     async def __aenter__(self) -> Self:
         self._log = self._log_path.open("wb")
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
+            self._python,
             *self._profile,
             "-m",
             "memelearning",

@@ -50,6 +50,8 @@ def test_quick_benchmark_writes_positive_figures_for_every_stage(
     for heading in ("bare model", "e2e/in-proc", "seed-style baseline", "scaling at"):
         assert heading in text, heading
     assert "colour-plumbing" in text
+    # ... and says plainly that a plumbing model has no physical limit to compare with
+    assert "physical limit: UNKNOWN" in text
     written = sorted(tmp_path.iterdir())
     assert [path.suffix for path in written] == [".json", ".png"], written
     assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

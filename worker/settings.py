@@ -116,8 +116,11 @@ class WorkerSettings(AmqpSettings):
     """What runs the model: `litert` (`model.tflite` with LiteRT/XNNPACK, the fastest on
     CPU), `tensorflow` (the SavedModel; the reference and the GPU path), or `auto`:
     litert when the model has `model.tflite` and ai-edge-litert is installed."""
-    litert_threads: Annotated[int, Field(ge=0)] = 0
-    """LiteRT threads inside one model call; 0 = one per usable core."""
+    litert_threads: Annotated[int, Field(ge=0)] = 1
+    """LiteRT threads inside one model call; 0 = one per usable core. One, with one
+    worker process per core, serves more frames than one process with a thread per core
+    (the model's many small ops and conditions leave a second thread waiting:
+    docs/benchmarks.md, "Processes and threads")."""
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     """TensorFlow threads inside one operation; 0 lets TensorFlow decide."""
     inter_op_threads: Annotated[int, Field(ge=0)] = 0
