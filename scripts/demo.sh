@@ -19,6 +19,8 @@
 #   MEMELEARNING_WORKER_MODEL_DIR  the model to serve (default: the shipped one)
 #   DEMO_PAGE_PORT     where the meeting page is served (default 8090)
 #   DEMO_TAIL=1        also print every reaction event as a JSON line
+#   DEMO_VHOST         the demo's vhost on the local broker (default memelearning-demo,
+#                      remade at each start; unused when a MEMELEARNING_*_AMQP_URL is set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -51,6 +53,32 @@ export MEMELEARNING_WORKER_MODEL_DIR="$MODEL_DIR"
 # Each child runs in its own session: a terminal's Ctrl-C then reaches only this
 # script, which sends each child exactly one SIGTERM (a second signal would make the
 # worker exit without draining).
+# The demo's own vhost on the local broker, made afresh at each start (unless a broker
+# URL is set): queues an older release declared with other arguments (the triage queue
+# was a classic queue before 2026-11-29) cannot stop it, nothing on '/' is touched, and
+# no frame of an earlier demo is left waiting.
+if [ -z "${MEMELEARNING_WORKER_AMQP_URL:-}${MEMELEARNING_PUBLISHER_AMQP_URL:-}${MEMELEARNING_REACTIONS_AMQP_URL:-}" ]; then
+  DEMO_URL="$(python - "${DEMO_VHOST:-memelearning-demo}" <<'PY'
+import sys, urllib.error, urllib.parse
+from memelearning.management import ManagementClient
+
+vhost = sys.argv[1]
+broker = ManagementClient("amqp://guest:guest@127.0.0.1:5672/", "http://127.0.0.1:15672/")
+quoted = urllib.parse.quote(vhost, safe="")
+try:
+    broker.delete_vhost(vhost)
+    broker.api("PUT", f"vhosts/{quoted}", {"description": "memelearning demo (remade at each start)"})
+    broker.api("PUT", f"permissions/{quoted}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+except (OSError, urllib.error.URLError) as exc:
+    sys.exit(f"cannot make the demo's vhost {vhost!r} through RabbitMQ's management API at 127.0.0.1:15672 ({exc}); is rabbitmq_management enabled?")
+print(broker.url_for(vhost))
+PY
+)"
+  export MEMELEARNING_WORKER_AMQP_URL="$DEMO_URL" MEMELEARNING_PUBLISHER_AMQP_URL="$DEMO_URL" \
+    MEMELEARNING_REACTIONS_AMQP_URL="$DEMO_URL"
+  echo "the demo runs in its own vhost: ${DEMO_VHOST:-memelearning-demo} (remade at each start)" >&2
+fi
+
 pids=()
 cleanup() {
   trap - INT TERM EXIT

@@ -39,6 +39,7 @@ from aio_pika.abc import (
 )
 
 from memelearning.logs import redact_url
+from memelearning.settings import SettingsError
 from publisher.protocol import FrameError, FrameMeta, parse_frame
 from worker import topology
 from worker.control import declare_control_queue
@@ -215,12 +216,23 @@ class Worker:
         # dropped frames uncounted (tests/test_faults_backlog.py).
         triage_channel = await self._connection.channel()
         await triage_channel.set_qos(prefetch_count=TRIAGE_PREFETCH)
-        self._triage_queue, _ = await topology.declare_dead_letters(triage_channel, s)
-        self._frames_queue = await topology.declare_frames_queue(self._consume_channel, s)
-        # Suspects one at a time, on a channel of their own (see topology.declare_quarantine).
-        quarantine_channel = await self._connection.channel()
-        await quarantine_channel.set_qos(prefetch_count=1)
-        self._quarantine_queue = await topology.declare_quarantine(quarantine_channel, s)
+        try:
+            self._triage_queue, _ = await topology.declare_dead_letters(triage_channel, s)
+            self._frames_queue = await topology.declare_frames_queue(self._consume_channel, s)
+            # Suspects one at a time, on a channel of their own (see
+            # topology.declare_quarantine).
+            quarantine_channel = await self._connection.channel()
+            await quarantine_channel.set_qos(prefetch_count=1)
+            self._quarantine_queue = await topology.declare_quarantine(quarantine_channel, s)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            # A queue an older release declared with other arguments (the triage and
+            # dead-letter queues were classic queues before 2026-11-29).
+            raise SettingsError(
+                f"{s.variable('queue')}: a queue of this worker exists on the broker with "
+                f"other arguments than this release declares ({exc.args[0] if exc.args else exc}); "
+                "move or delete it as docs/operations.md says (a RabbitMQ cluster losing a "
+                "node: migration), or use another vhost"
+            ) from None
         if s.control_exchange:
             # A channel of its own: a control problem must not close the frames' channel.
             control_channel = await self._connection.channel()
