@@ -180,6 +180,70 @@ class WorkerProcess:
         return self.exit_code
 
 
+class CrashingFleet:
+    """``async with CrashingFleet(...) as fleet``: worker processes of
+    :mod:`tests.crashing_worker` that die when they decode the JPEG whose SHA-256 is
+    ``crash_sha256``, each dead one replaced by a new process as Kubernetes would, until
+    :meth:`stop_replacing`. ``deaths`` holds the exit codes of the dead; every process
+    is stopped on exit."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        model_dir: Path,
+        settings: Mapping[str, object],
+        crash_sha256: str,
+        size: int = 2,
+    ) -> None:
+        self._args = (amqp_url, model_dir)
+        self._settings = settings
+        self._env = {"FAULT_CRASH_ON_SHA256": crash_sha256}
+        self._size = size
+        self._stack = contextlib.AsyncExitStack()
+        self._workers: list[WorkerProcess] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        self.deaths: list[int] = []
+
+    async def _spawn(self, n: int) -> WorkerProcess:
+        worker = WorkerProcess(
+            *self._args, f"w{n}", self._settings, module="tests.crashing_worker", env=self._env
+        )
+        return await self._stack.enter_async_context(worker)
+
+    async def _supervise(self) -> None:
+        while True:
+            for i, worker in enumerate(self._workers):
+                if not worker.running:
+                    assert worker.process is not None
+                    self.deaths.append(await worker.process.wait())
+                    self._workers[i] = await self._spawn(len(self.deaths) + 1)
+            await asyncio.sleep(0.1)
+
+    async def __aenter__(self) -> Self:
+        await self._stack.__aenter__()
+        try:
+            self._workers = [await self._spawn(n) for n in range(self._size)]
+            await asyncio.gather(*(w.wait_ready() for w in self._workers))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise())
+        return self
+
+    def stop_replacing(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop_replacing()
+        await self._stack.__aexit__(exc_type, exc, traceback)
+
+
 def metric(samples: Mapping[str, float], name: str, **labels: str) -> float:
     key = name
     if labels:

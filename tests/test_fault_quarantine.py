@@ -22,8 +22,8 @@ import aio_pika
 import pytest
 
 from tests.faults import (
+    CrashingFleet,
     Tally,
-    WorkerProcess,
     drain_dead_letters,
     duplicates,
     events_by_frame,
@@ -54,42 +54,19 @@ async def test_a_frame_that_kills_its_worker_is_dead_lettered_alone(
         "queue_ttl_ms": 120_000,
         "stale_after_ms": 120_000,
     }
-    crash_env = {"FAULT_CRASH_ON_SHA256": hashlib.sha256(POISON_JPEG).hexdigest()}
     good = [make_frame(RED, participant=f"p{i % 3}", sequence=i) for i in range(GOOD_FRAMES)]
     poison = make_frame(participant="p9", sequence=999, jpeg=POISON_JPEG)
-    deaths: list[int] = []
     dead: list[aio_pika.IncomingMessage] = []
-    async with contextlib.AsyncExitStack() as stack, EventCollector(amqp_url) as collector:
-
-        async def spawn(n: int) -> WorkerProcess:
-            worker = WorkerProcess(
-                amqp_url,
-                colour_model_dir,
-                f"w{n}",
-                settings,
-                module="tests.crashing_worker",
-                env=crash_env,
-            )
-            return await stack.enter_async_context(worker)
-
-        fleet = [await spawn(0), await spawn(1)]
-        await asyncio.gather(*(w.wait_ready() for w in fleet))
-
-        async def supervise() -> None:
-            # Replaces each dead worker, as Kubernetes would.
-            while True:
-                for i, worker in enumerate(fleet):
-                    if not worker.running:
-                        assert worker.process is not None
-                        deaths.append(await worker.process.wait())
-                        fleet[i] = await spawn(len(deaths) + 1)
-                await asyncio.sleep(0.1)
+    crash = hashlib.sha256(POISON_JPEG).hexdigest()
+    async with (
+        CrashingFleet(amqp_url, colour_model_dir, settings, crash) as fleet,
+        EventCollector(amqp_url) as collector,
+    ):
 
         def settled() -> bool:
             done = set(events_by_frame(collector.events)) | {m.message_id for m in dead}
             return {f.message_id for f in [*good, poison]} <= done
 
-        supervisor = asyncio.create_task(supervise())
         try:
             # given the poison frame in the middle of a steady stream, batched with others
             half = GOOD_FRAMES // 2
@@ -102,7 +79,7 @@ async def test_a_frame_that_kills_its_worker_is_dead_lettered_alone(
                         dead.extend(await drain_dead_letters(amqp_url, timeout=0.2))
                         await asyncio.sleep(0.2)
         finally:
-            supervisor.cancel()
+            fleet.stop_replacing()
         left = await queue_depth(amqp_url, SETTINGS.queue)
         quarantined_left = await queue_depth(amqp_url, quarantine_queue_name(SETTINGS))
     dead += await drain_dead_letters(amqp_url, timeout=1)
@@ -121,7 +98,7 @@ async def test_a_frame_that_kills_its_worker_is_dead_lettered_alone(
         duplicated=duplicates(collector.events)[0],
         extra_outcomes={"still_queued": left + quarantined_left},
         extra={
-            "worker_deaths": len(deaths),
+            "worker_deaths": len(fleet.deaths),
             "good_frames_dead_lettered": len(innocents),
             "good_frames_dead_lettered_without_event": len(innocents_without_event),
         },
@@ -133,7 +110,7 @@ async def test_a_frame_that_kills_its_worker_is_dead_lettered_alone(
     assert set(reasons.values()) == {"delivery_limit"}
     assert not innocents_without_event
     # after killing a worker at its first delivery and at each redelivery,
-    assert deaths == [70] * (DELIVERY_LIMIT + 1)
+    assert fleet.deaths == [70] * (DELIVERY_LIMIT + 1)
     # and every frame batched with it was processed: none lost, none left behind.
     assert set(by_frame) == {f.message_id for f in good}
     assert tally.lost == 0 and left == 0 and quarantined_left == 0

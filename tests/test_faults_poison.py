@@ -22,8 +22,8 @@ import pytest
 
 from publisher.protocol import Frame
 from tests.faults import (
+    CrashingFleet,
     Tally,
-    WorkerProcess,
     drain_dead_letters,
     duplicates,
     events_by_frame,
@@ -176,37 +176,14 @@ async def test_a_frame_that_kills_every_worker_process_it_reaches_stops_after_th
         "queue_ttl_ms": 120_000,
         "stale_after_ms": 120_000,
     }
-    crash_env = {"FAULT_CRASH_ON_SHA256": hashlib.sha256(POISON_JPEG).hexdigest()}
     good = [make_frame(RED, participant=f"p{i % 3}", sequence=i) for i in range(300)]
     poison = make_frame(participant="p9", sequence=999, jpeg=POISON_JPEG)
-    deaths: list[int] = []
     dead: list[aio_pika.IncomingMessage] = []
-    async with contextlib.AsyncExitStack() as stack, EventCollector(amqp_url) as collector:
-
-        async def spawn(n: int) -> WorkerProcess:
-            worker = WorkerProcess(
-                amqp_url,
-                colour_model_dir,
-                f"w{n}",
-                settings,
-                module="tests.crashing_worker",
-                env=crash_env,
-            )
-            return await stack.enter_async_context(worker)
-
-        fleet = [await spawn(0), await spawn(1)]
-        await asyncio.gather(*(w.wait_ready() for w in fleet))
-
-        async def supervise() -> None:
-            while True:
-                for i, worker in enumerate(fleet):
-                    if not worker.running:
-                        assert worker.process is not None
-                        deaths.append(await worker.process.wait())
-                        fleet[i] = await spawn(len(deaths) + 1)
-                await asyncio.sleep(0.1)
-
-        supervisor = asyncio.create_task(supervise())
+    crash = hashlib.sha256(POISON_JPEG).hexdigest()
+    async with (
+        CrashingFleet(amqp_url, colour_model_dir, settings, crash) as fleet,
+        EventCollector(amqp_url) as collector,
+    ):
         try:
             # given the poison frame among good ones
             await publish_paced(amqp_url, [*good[:150], poison, *good[150:200]], per_second=200)
@@ -221,7 +198,7 @@ async def test_a_frame_that_kills_every_worker_process_it_reaches_stops_after_th
                     while not await accounted_for(amqp_url, [*good, poison], collector, dead):
                         await asyncio.sleep(0.2)
         finally:
-            supervisor.cancel()
+            fleet.stop_replacing()
         left = await queue_depth(amqp_url, FRAMES_QUEUE)
     dead += await drain_dead_letters(amqp_url, timeout=1)
 
@@ -238,7 +215,7 @@ async def test_a_frame_that_kills_every_worker_process_it_reaches_stops_after_th
         duplicated=duplicates(collector.events)[0],
         extra_outcomes={"still_queued": left},
         extra={
-            "worker_deaths": len(deaths),
+            "worker_deaths": len(fleet.deaths),
             "dead_letter_queue": len(dead),
             "good_frames_dead_lettered_without_event": len(without_event - {poison.message_id}),
         },
@@ -246,7 +223,7 @@ async def test_a_frame_that_kills_every_worker_process_it_reaches_stops_after_th
     tally.report()
     assert reasons.get(poison.message_id) == "delivery_limit"
     # one death per delivery: the first one and `limit` redeliveries
-    assert deaths == [70] * (limit + 1)
+    assert fleet.deaths == [70] * (limit + 1)
     # every frame is processed or dead-lettered with a reason: none silently lost.
     # (Frames held unacked beside the poison die with each worker too, so they can
     # reach the limit with it: see docs/reliability.md.)
