@@ -12,7 +12,7 @@ from tests.broker import BROKER, Broker
 if TYPE_CHECKING:
     from reactions.simulator import MeetingSimulator
 
-pytest_plugins = ["tests.model_fixtures", "tests.broker_node"]
+pytest_plugins = ["tests.model_fixtures", "tests.broker_node", "tests.chart_fixtures"]
 
 # The files that take longest (one to three minutes each on two busy cores), longest
 # first. scripts/check runs pytest-xdist with `--dist loadfile --no-loadscope-reorder`:

@@ -50,12 +50,6 @@ GPU_VALUES: Obj = {
 }
 
 
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    assert HELM.is_file(), f"{HELM} is missing: run `bash scripts/install-helm.sh`"
-    return HELM
-
-
 def run_helm(helm: Path, *args: str, values: Obj | None = None) -> subprocess.CompletedProcess[str]:
     command = [str(helm), *args]
     if values is not None:

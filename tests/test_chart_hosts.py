@@ -9,31 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from memelearning.settings import load_settings
-from tests.test_chart import CHART, HELM, env_of, only, run_helm
+from tests.test_chart import CHART, env_of, only, run_helm
 from worker.settings import WorkerSettings
 
 Obj = dict[str, Any]
 
 CLUSTER: Obj = {"amqp": {"hosts": ["rabbitmq-1.rabbitmq:5672", "rabbitmq-2.rabbitmq"]}}
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    assert HELM.is_file(), f"{HELM} is missing: run `bash scripts/install-helm.sh`"
-    return HELM
-
-
-@pytest.fixture(scope="module")
-def render(helm: Path) -> Callable[[Obj], list[Obj]]:
-    def _render(values: Obj) -> list[Obj]:
-        result = run_helm(helm, "template", "ml", str(CHART), values=values)
-        assert result.returncode == 0, result.stderr
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-    return _render
 
 
 @pytest.mark.parametrize("component", ["worker", "reactions"])

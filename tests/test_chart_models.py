@@ -10,11 +10,9 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 
 from tests.test_chart import (
     CHART,
-    HELM,
     KUBERNETES_VERSION,
     config_of,
     container,
@@ -44,22 +42,6 @@ FROM_AN_IMAGE: Obj = {
         }
     }
 }
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    assert HELM.is_file(), f"{HELM} is missing: run `bash scripts/install-helm.sh`"
-    return HELM
-
-
-@pytest.fixture(scope="module")
-def render(helm: Path) -> Callable[[Obj], list[Obj]]:
-    def _render(values: Obj) -> list[Obj]:
-        result = run_helm(helm, "template", "ml", str(CHART), values=values)
-        assert result.returncode == 0, result.stderr
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-    return _render
 
 
 def worker_settings_of(objects: list[Obj]) -> WorkerSettings:

@@ -10,9 +10,8 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 
-from tests.test_chart import CHART, HELM, KUBERNETES_VERSION, container, env_of, only, run_helm
+from tests.test_chart import CHART, KUBERNETES_VERSION, container, env_of, only, run_helm
 
 Obj = dict[str, Any]
 
@@ -28,22 +27,6 @@ SECURE: Obj = {
     }
 }
 TLS_DIR = "/etc/memelearning/amqp-tls"
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    assert HELM.is_file(), f"{HELM} is missing: run `bash scripts/install-helm.sh`"
-    return HELM
-
-
-@pytest.fixture(scope="module")
-def render(helm: Path) -> Callable[[Obj], list[Obj]]:
-    def _render(values: Obj) -> list[Obj]:
-        result = run_helm(helm, "template", "ml", str(CHART), values=values)
-        assert result.returncode == 0, result.stderr
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-    return _render
 
 
 @pytest.mark.parametrize("component", ["worker", "reactions"])
