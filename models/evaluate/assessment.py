@@ -61,8 +61,8 @@ from models.evaluate.frame_scores import (
 )
 from models.evaluate.model_card import (
     PRODUCTION_SETS,
-    fmt_figure,
     per_class_table,
+    per_person_table,
     production_table,
     write_model_card,
 )
@@ -432,8 +432,6 @@ def evaluate(
 def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
     """The production-view figures, ours beside the peer's where it was scored."""
 
-    cell = fmt_figure
-    production = metrics.get("production") or {}
     lines = [
         "",
         "## What production sees (worker decode path)",
@@ -450,13 +448,9 @@ def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
         *production_table(metrics),
     ]
     for key, title in PRODUCTION_SETS:
-        groups = (production.get(key) or {}).get("per_group") or {}
-        if groups:
-            lines += ["", f"Per person, {title}:", "", "| person | frames | hands found |"]
-            lines += ["|---|---:|---:|"]
-            lines += [
-                f"| {g} | {f['frames']} | {cell(f['hands_found'])} |" for g, f in groups.items()
-            ]
+        table = per_person_table(metrics, key)
+        if table:
+            lines += ["", f"Per person, {title}:", "", *table]
     for key, title in PRODUCTION_SETS:
         table = per_class_table(metrics, key)
         if table:

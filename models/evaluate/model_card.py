@@ -22,9 +22,15 @@ def _faces_lines(meta: Mapping[str, Any]) -> list[str]:
         f"Faces (ids after the gestures): {', '.join(labels)}. Every face found (up to "
         f"{faces.get('max_faces', '?')} per frame) gets one box, labelled with the likelier "
         "of the two; score = face presence x that probability. The face stage is "
-        "MediaPipe's Face Landmarker recipe (BlazeFace short range, face landmarks, "
-        "blendshapes; stock weights) and a logistic regression on mouth blendshapes "
-        "fitted on GENKI faces (`models/networks/smile.py`).",
+        + (
+            "BlazeFace short range and MediaPipe's 468-point face mesh (stock weights), "
+            "and a logistic regression on the mouth's geometry"
+            if faces.get("landmarks") == "mesh192"
+            else "MediaPipe's Face Landmarker recipe (BlazeFace short range, face "
+            "landmarks, blendshapes; stock weights) and a logistic regression on mouth "
+            "blendshapes"
+        )
+        + " fitted on GENKI faces (`models/networks/smile.py`).",
         "",
         f"Poses: {', '.join(meta.get('pose_labels', []))}. A hand touching the lower face "
         "(thumb or index at the chin or cheek, a fist under the chin) is `thinking`; one "
@@ -228,6 +234,23 @@ def per_class_table(metrics: Mapping[str, Any], key: str) -> list[str]:
     ]
 
 
+def per_person_table(metrics: Mapping[str, Any], key: str) -> list[str]:
+    """Hands found per person of one production set, ours beside the peer's."""
+    ours = ((metrics.get("production") or {}).get(key) or {}).get("per_group") or {}
+    theirs = ((metrics.get("peer") or {}).get(key) or {}).get("per_group") or {}
+    if not ours:
+        return []
+    return [
+        "| person | frames | hands found, ours | peer |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {g} | {f['frames']} | {fmt_figure(f['hands_found'])} | "
+            f"{fmt_figure((theirs.get(g) or {}).get('hands_found'))} |"
+            for g, f in ours.items()
+        ),
+    ]
+
+
 def _production_lines(metrics: Mapping[str, Any]) -> list[str]:
     table = production_table(metrics)
     if not table:
@@ -241,6 +264,9 @@ def _production_lines(metrics: Mapping[str, Any]) -> list[str]:
         *table,
     ]
     for key, title in PRODUCTION_SETS:
+        per_person = per_person_table(metrics, key)
+        if per_person:
+            lines += ["", f"Per person, {title}:", "", *per_person]
         per_class = per_class_table(metrics, key)
         if per_class:
             lines += ["", f"Gesture AP@0.5, {title}:", "", *per_class]
