@@ -1,4 +1,5 @@
-"""Broker outages in the log: one line when a connection is lost, one when it is back.
+"""Broker outages in the log: one warning when a connection is lost, one info line when
+it is back.
 
 aio-pika's robust connections reconnect on their own, and log each attempt as it goes
 (about three lines a second, the first with a traceback) but not when one succeeds.
@@ -65,7 +66,8 @@ class _Watch:
         # A client of a cluster may be back on another node than the one it lost.
         several = len(getattr(connection, "addresses", ())) > 1
         node = getattr(connection, "address", None) if several else None
-        log.warning(
+        # The outage's warning already asked for attention; its end needs none.
+        log.info(
             "reconnected to RabbitMQ at %s after %.1f s%s",
             self.shown_url,
             time.monotonic() - self.down_since,
@@ -79,8 +81,8 @@ _watches: weakref.WeakKeyDictionary[object, _Watch] = weakref.WeakKeyDictionary(
 
 
 def watch_outages(connection: AbstractRobustConnection, shown_url: str, diagnose: Diagnose) -> None:
-    """Log ``connection``'s outages once each: a warning when it is lost and one when it
-    is back (after its channels and consumers are restored). ``shown_url`` is the URL
+    """Log ``connection``'s outages once each: a warning when it is lost and an info line
+    when it is back (after its channels and consumers are restored). ``shown_url`` is the URL
     as logs may show it (password hidden); ``diagnose`` explains a failed attempt."""
     watch = _Watch(shown_url, float(getattr(connection, "reconnect_interval", 5)), diagnose)
     _watches[connection] = watch

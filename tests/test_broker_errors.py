@@ -325,11 +325,12 @@ async def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(
             assert await running.stop(stop) == 0
             logged = running.lines[cut_at:]
 
-    # then it said so once when the outage began and once when it ended
-    lost, back = noteworthy(logged)
+    # then it warned once when the outage began and said once, at INFO, when it ended
+    (lost,) = noteworthy(logged)
     assert f"WARNING memelearning.broker: lost the connection to RabbitMQ at {shown(url)} (" in lost
     assert lost.endswith("); reconnecting every 0.2 s")
-    assert f"WARNING memelearning.broker: reconnected to RabbitMQ at {shown(url)} after " in back
+    (back,) = [line for line in logged if "reconnected to RabbitMQ" in line]
+    assert f"INFO memelearning.broker: reconnected to RabbitMQ at {shown(url)} after " in back
     everything = "\n".join(logged)
     assert "Traceback" not in everything
     assert "Reconnecting after" not in everything
