@@ -136,12 +136,13 @@ def models_permissions(settings: ModelsSettings | None = None) -> Permissions:
 
 
 def reactions_permissions() -> Permissions:
-    """Declare the events exchange (so the service may start before any worker) and
-    its own exclusive, auto-delete queue (named by aio-pika) bound to it; consume from
-    that queue. Also right for ``memelearning reactions tail`` and the meeting
-    simulator, whose page then shows no video (docs/security.md)."""
+    """Declare its own exclusive, auto-delete queue (named by aio-pika), bind it to the
+    events exchange (declared passively: the worker owns it, and configure on it would
+    let this user delete it) and consume from that queue. Also right for ``memelearning
+    reactions tail`` and the meeting simulator, whose page then shows no video
+    (docs/security.md)."""
     return Permissions(
-        configure=exactly([EVENTS_EXCHANGE], PRIVATE_QUEUES),
+        configure=exactly([], PRIVATE_QUEUES),
         # queue.bind needs write on the queue.
         write=exactly([], PRIVATE_QUEUES),
         # queue.bind needs read on the exchange; consuming needs read on the queue.

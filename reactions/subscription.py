@@ -4,12 +4,14 @@ page."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Final
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 from pamqp.common import FieldTable
 
 from memelearning.amqp import AmqpSettings, build_ssl_context, connect_robust
@@ -20,6 +22,8 @@ logger = logging.getLogger(__name__)
 # Must match the worker's declaration exactly, or RabbitMQ refuses the second one.
 EVENTS_EXCHANGE_TYPE: Final = aio_pika.ExchangeType.TOPIC
 EVENTS_EXCHANGE_DURABLE: Final = True
+EXCHANGE_WAIT_S: Final = 1.0
+"""How often a subscriber looks again for an events exchange no worker declared yet."""
 
 
 async def connect(
@@ -48,16 +52,48 @@ def detection_keys(meetings: Sequence[str] = ()) -> list[str]:
     return [detections_binding_key(meeting) for meeting in meetings]
 
 
+async def events_exchange(
+    channel: AbstractChannel, wait_s: float = EXCHANGE_WAIT_S
+) -> AbstractExchange:
+    """The events exchange, once a worker has declared it.
+
+    Declared passively: its owner is the worker (the producer of events), so the
+    reactions user needs no configure permission on it, which would also let it delete
+    the exchange (docs/security.md). A subscriber that starts before any worker says so
+    once and looks again every ``wait_s`` until one has.
+    """
+    waiting = False
+    while True:
+        try:
+            exchange = await channel.declare_exchange(
+                EVENTS_EXCHANGE, EVENTS_EXCHANGE_TYPE, durable=EVENTS_EXCHANGE_DURABLE, passive=True
+            )
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            if not waiting:
+                waiting = True
+                logger.warning(
+                    "the events exchange %s does not exist yet: waiting for a worker to "
+                    "declare it (start a worker on this vhost)",
+                    EVENTS_EXCHANGE,
+                )
+            await asyncio.sleep(wait_s)
+            # RabbitMQ closes a channel whose passive declaration fails.
+            if channel.is_closed:
+                await channel.reopen()
+            continue
+        if waiting:
+            logger.info("the events exchange %s is there now", EVENTS_EXCHANGE)
+        return exchange
+
+
 async def subscribe(channel: AbstractChannel, keys: Sequence[str]) -> AbstractQueue:
-    """Declare the events exchange and an exclusive, auto-delete, server-named queue
-    bound to it with ``keys``.
+    """An exclusive, auto-delete, server-named queue bound to the events exchange with
+    ``keys`` (waiting for a worker to declare the exchange: :func:`events_exchange`).
 
     Reactions are only worth showing live: a consumer that is away misses them rather
     than finding a backlog when it comes back, so the queue dies with the connection.
     """
-    exchange = await channel.declare_exchange(
-        EVENTS_EXCHANGE, EVENTS_EXCHANGE_TYPE, durable=EVENTS_EXCHANGE_DURABLE
-    )
+    exchange = await events_exchange(channel)
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     for key in keys:
         await queue.bind(exchange, routing_key=key)

@@ -35,5 +35,19 @@ class Broker(ManagementClient):
     def create_vhost(self, prefix: str = "test", description: str = "memelearning test") -> str:
         return super().create_vhost(prefix, description)
 
+    def declare_events_exchange(self, vhost: str) -> None:
+        """The events exchange, declared as a worker declares it at start. Its owner is
+        the worker; reactions-side subscribers only find it (passively), so a test that
+        runs them without a worker first needs it there."""
+        from reactions.subscription import EVENTS_EXCHANGE_DURABLE, EVENTS_EXCHANGE_TYPE
+        from worker.events import EVENTS_EXCHANGE
+
+        path = "/".join(urllib.parse.quote(part, safe="") for part in (vhost, EVENTS_EXCHANGE))
+        self.api(
+            "PUT",
+            f"exchanges/{path}",
+            {"type": EVENTS_EXCHANGE_TYPE.value, "durable": EVENTS_EXCHANGE_DURABLE},
+        )
+
 
 BROKER = Broker(AMQP_URL, MANAGEMENT_URL)

@@ -72,8 +72,11 @@ def broker() -> Broker:
 
 @pytest.fixture
 def vhost(broker: Broker) -> Iterator[str]:
-    """A fresh, empty vhost for one test; deleted (with everything in it) afterwards."""
+    """A fresh vhost for one test, holding only the events exchange (as wherever a
+    worker has run: reactions-side subscribers wait for it, tests/test_reactions_tail.py);
+    deleted (with everything in it) afterwards."""
     name = broker.create_vhost()
+    broker.declare_events_exchange(name)
     yield name
     broker.delete_vhost(name)
 

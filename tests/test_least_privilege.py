@@ -192,6 +192,8 @@ async def test_the_reactions_user_may_not_touch_frames_or_forge_events(users: Us
     await _refused(url, lambda ch: _consume(ch, DEAD))
     await _refused(url, lambda ch: ch.queue_delete(QUEUE))
     await _refused(url, lambda ch: _publish(ch, EVENTS_EXCHANGE, "reaction.m.like"))
+    # nor delete the events exchange (it only finds it, passively: the worker owns it)
+    await _refused(url, lambda ch: ch.exchange_delete(EVENTS_EXCHANGE))
     # a queue with a name of its choosing (not server-named) either
     await _refused(url, lambda ch: ch.declare_queue("memelearning.mine"))
 

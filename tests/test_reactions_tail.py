@@ -15,6 +15,7 @@ from aiormq.exceptions import ChannelInvalidStateError
 from memelearning.amqp import BrokerConnectError
 from reactions.tail import tail
 from reactions.testing import make_event, publish_events, publish_raw
+from tests.broker import Broker
 
 
 class Tail:
@@ -143,3 +144,35 @@ async def test_a_broker_lost_before_the_subscription_is_one_line_not_a_traceback
     message = str(failed.value)
     assert "\n" not in message and "before the tail was subscribed" in message
     assert "guest:guest" not in message
+
+
+async def test_a_tail_started_before_any_worker_waits_for_the_events_exchange(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a vhost where no worker has run yet: no events exchange
+    caplog.set_level(logging.INFO, logger="reactions.subscription")
+    vhost = broker.create_vhost()
+    try:
+        url = broker.url_for(vhost)
+        t = Tail()
+        ready = asyncio.Event()
+        t.task = asyncio.create_task(tail(url, t.lines.put_nowait, ready=ready))
+        # when the tail starts, it says once that it waits for a worker
+        async with asyncio.timeout(30):
+            while not any("does not exist yet" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.05)
+        assert not ready.is_set()
+        # and once a worker has declared the exchange, it subscribes and prints events
+        broker.declare_events_exchange(vhost)
+        await asyncio.wait_for(ready.wait(), timeout=30)
+        event = make_event(meeting_id="early", label="like")
+        await publish_events(url, event)
+        assert (await t.next_line())["event_id"] == str(event.event_id)
+        waiting = [r for r in caplog.records if "does not exist yet" in r.getMessage()]
+        assert len(waiting) == 1
+        assert any("is there now" in r.getMessage() for r in caplog.records)
+        t.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t.task
+    finally:
+        broker.delete_vhost(vhost)
