@@ -158,6 +158,15 @@ def _register_gesture_commands(
         help="score MediaPipe's stock Gesture Recognizer on the same frames, run by this "
         "interpreter (bash scripts/peer-env.sh makes .peer-venv/bin/python)",
     )
+    evaluate.add_argument(
+        "--conditions",
+        type=_room_names,
+        default=(),
+        metavar="NAMES",
+        help="also score the held-out frames as cameras in other rooms would send them: "
+        "'all' or a comma-separated list of dim, backlight, overexposed, warm_lamp, "
+        "low_angle, motion_blur, webcam (about a minute per condition, twice with the peer)",
+    )
     evaluate.set_defaults(func=_evaluate)
 
 
@@ -231,6 +240,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _room_names(text: str) -> tuple[str, ...]:
+    from models.evaluate.conditions import CONDITIONS, ConditionError, check
+
+    if text.strip() == "all":
+        return tuple(CONDITIONS)
+    try:
+        return tuple(check(name.strip()) for name in text.split(",") if name.strip())
+    except ConditionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from models.evaluate.assessment import EvaluationError, evaluate, summary_markdown
     from models.evaluate.peer_baseline import PeerFailed, PeerUnavailable
@@ -244,6 +264,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             limit=args.limit,
             peer_python=args.peer_python,
             write_card=args.update_card,
+            rooms=args.conditions,
         )
     except (EvaluationError, TrainingError, PeerUnavailable, PeerFailed) as exc:
         print(f"memelearning evaluate: {exc}", file=sys.stderr)

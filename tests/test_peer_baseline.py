@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from models.dataset.voc import read_voc_dir
-from models.evaluate import peer
+from models.evaluate import conditions, peer
 from models.evaluate.peer_baseline import (
     DEFAULT_GROWTH,
     DEFAULT_PEER_PYTHON,
@@ -134,18 +134,51 @@ def test_the_script_decodes_frames_as_the_worker_does(folder: str) -> None:
         np.testing.assert_array_equal(peer.decode(data, SIZE), ours)
 
 
+def test_the_script_sees_a_room_condition_as_the_project_does() -> None:
+    # peer.py loads conditions.py by path (the project is not installed in its
+    # environment): the same bytes must come out as from the project's import.
+    path = sorted((DATA / "signs" / "Condzi").glob("*.jpg"))[0]
+    data = path.read_bytes()
+    for name in ("dim", "webcam"):
+        assert peer.room(name)(data, path.name) == conditions.apply(name, data, path.name)
+    assert peer.room(None) is None
+    with pytest.raises(peer.PeerError, match="unknown condition 'fog'"):
+        peer.room("fog")
+
+
+def test_peer_truths_move_with_the_room(fake: Path) -> None:
+    annotations = read_voc_dir(DATA / "hands" / "test").annotations[:2]
+    plain, keystoned = (
+        peer_frames(Path(sys.executable), annotations, str, SIZE, script=fake, condition=room)
+        for room in (None, "low_angle")
+    )
+    for before, after in zip(plain, keystoned, strict=True):
+        assert [conditions.move_box("low_angle", t.box) for t in before.truths] == [
+            t.box for t in after.truths
+        ]
+    with pytest.raises(ValueError, match="unknown condition"):
+        run_peer(Path(sys.executable), [], SIZE, script=fake, condition="fog")
+
+
 def test_landmark_boxes_are_tight() -> None:
     points = [(0.2, 0.5), (0.4, 0.3), (0.3, 0.9)]
     assert peer.landmark_box(points) == [0.3, 0.2, 0.9, 0.4]
 
 
 def test_requests_take_a_list_or_paths_and_size() -> None:
-    assert peer._request(["a.jpg"], (360, 480)) == (["a.jpg"], (360, 480))
+    assert peer._request(["a.jpg"], (360, 480)) == (["a.jpg"], (360, 480), None)
     assert peer._request({"paths": ["a.jpg"], "size": [90, 120]}, (360, 480)) == (
         ["a.jpg"],
         (90, 120),
+        None,
     )
-    for bad in ({"paths": "a.jpg"}, {"paths": [], "size": 3}, [1, 2]):
+    assert peer._request({"paths": ["a.jpg"], "condition": "dim"}, (360, 480))[2] == "dim"
+    for bad in (
+        {"paths": "a.jpg"},
+        {"paths": [], "size": 3},
+        [1, 2],
+        {"paths": [], "condition": 3},
+    ):
         with pytest.raises(peer.PeerError):
             peer._request(bad, (360, 480))
 

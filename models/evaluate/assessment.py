@@ -37,6 +37,7 @@ from tqdm import tqdm
 from models.dataset.frame_labels import gesture_frames, relabel
 from models.dataset.labels import FINGERS_TO_GESTURE
 from models.dataset.voc import Annotation
+from models.evaluate import conditions
 from models.evaluate.evaluation import (
     ClassificationResult,
     DetectionResult,
@@ -55,12 +56,15 @@ from models.evaluate.frame_scores import (
     OUT_OF_VOCABULARY,
     UNKNOWN,
     ScoredFrame,
+    frame_truths,
     gesture_detection,
     load_frame,
     summarize,
 )
 from models.evaluate.model_card import (
+    CONDITIONS_NOTE,
     PRODUCTION_SETS,
+    conditions_table,
     per_class_table,
     per_person_table,
     production_table,
@@ -129,8 +133,10 @@ def _load(model_dir: Path) -> _Model:
     )
 
 
-def _frame(path: Path, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    return load_frame(path, size)[None]
+def _frame(
+    path: Path, size: tuple[int, int], condition: str | None = None
+) -> npt.NDArray[np.uint8]:
+    return load_frame(path, size, condition)[None]
 
 
 def _box(values: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
@@ -148,29 +154,16 @@ def _as_labelled(raw: str) -> str:
     return raw
 
 
-def _truths(annotation: Annotation, label_of: Callable[[str], str]) -> tuple[GroundTruth, ...]:
-    return tuple(
-        GroundTruth(
-            label_of(box.label),
-            (
-                box.ymin / annotation.height,
-                box.xmin / annotation.width,
-                box.ymax / annotation.height,
-                box.xmax / annotation.width,
-            ),
-        )
-        for box in annotation.boxes
-    )
-
-
 def score_frames(
     model: _Model,
     annotations: Sequence[Annotation],
     label_of: Callable[[str], str],
     group_of: Callable[[Annotation], str],
     desc: str,
+    condition: str | None = None,
 ) -> list[ScoredFrame]:
-    """Every annotated frame through the worker's decode path and the exported model."""
+    """Every annotated frame through the worker's decode path and the exported model
+    (as a camera in room ``condition`` would have sent it, when one is given)."""
     import tensorflow as tf
 
     thresholds: Mapping[str, float] = model.meta.get("thresholds", {})
@@ -181,7 +174,7 @@ def score_frames(
     )
     frames = []
     for annotation in tqdm(annotations, desc=desc, unit="frame"):
-        image = tf.constant(_frame(annotation.image_path, model.input_size))
+        image = tf.constant(_frame(annotation.image_path, model.input_size, condition))
         hands_out = model.hands(input_tensor=image)
         count = int(hands_out["num_hands"][0])
         hands = tuple(
@@ -208,13 +201,20 @@ def score_frames(
         frames.append(
             ScoredFrame(
                 group_of(annotation),
-                _truths(annotation, label_of),
+                frame_truths(annotation, label_of, condition),
                 hands,
                 tuple(gestures),
                 tuple(reported),
             )
         )
     return frames
+
+
+def _group_of(key: str) -> Callable[[Annotation], str]:
+    """How a held-out set's frames are grouped: by person, or all as the set."""
+    if key == "hands_test":
+        return lambda _: "hands/test"
+    return lambda annotation: annotation.group
 
 
 def hand_ap(frames: Sequence[ScoredFrame]) -> DetectionResult:
@@ -295,11 +295,15 @@ def evaluate(
     limit: int | None = None,
     peer_python: Path | None = None,
     write_card: bool = True,
+    rooms: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Score the model in ``model_dir``; write the report to ``out_dir`` (and, with
     ``write_card``, the model card next to the model). With ``peer_python`` (the
     interpreter of the environment ``scripts/peer-env.sh`` makes), MediaPipe's stock
-    Gesture Recognizer is scored on the same frames. Returns the metrics as written."""
+    Gesture Recognizer is scored on the same frames. ``rooms`` names room conditions
+    (:mod:`models.evaluate.conditions`) the held-out frames are scored in again.
+    Returns the metrics as written."""
+    rooms = [conditions.check(room) for room in rooms]
     model = _load(model_dir)
     recipe = {k: v for k, v in model.meta["train_config"].items() if k in _RECIPE_FIELDS}
     recipe["input_size"] = tuple(recipe["input_size"])
@@ -323,10 +327,10 @@ def evaluate(
             hand_score=hand_floor,
         )
     hands_frames = score_frames(
-        model, splits.hands_test, hands_truth, lambda _: "hands/test", "hands/test"
+        model, splits.hands_test, hands_truth, _group_of("hands_test"), "hands/test"
     )
     signs_frames = score_frames(
-        model, signs_held_out, _as_labelled, lambda a: a.group, "signs held-out people"
+        model, signs_held_out, _as_labelled, _group_of("signs_held_out"), "signs held-out people"
     )
     hands_result = hand_ap(hands_frames)
     signs_result = hand_ap(signs_frames)
@@ -358,6 +362,26 @@ def evaluate(
                 hand_score=0.0,
             ),
         }
+    held_out_sets = (
+        ("hands_test", splits.hands_test, hands_truth, gestures),
+        ("signs_held_out", signs_held_out, _as_labelled, held_out_classes),
+    )
+    in_rooms: dict[str, Any] = {}
+    for room in rooms:
+        in_rooms[room] = {"ours": {}, "peer": {} if peer_python is not None else None}
+        for key, frames_of, label_of, classes in held_out_sets:
+            ours = score_frames(model, frames_of, label_of, _group_of(key), f"{key}, {room}", room)
+            in_rooms[room]["ours"][key] = summarize(ours, classes, hand_score=hand_floor)
+            if peer_python is not None:
+                theirs = peer_frames(
+                    peer_python,
+                    frames_of,
+                    label_of,
+                    model.input_size,
+                    group_of=_group_of(key),
+                    condition=room,
+                )
+                in_rooms[room]["peer"][key] = summarize(theirs, classes, hand_score=0.0)
     frames = np.concatenate(
         [_frame(a.image_path, model.input_size) for a in splits.hands_test[:16]]
     )
@@ -410,6 +434,7 @@ def evaluate(
         "classifier_accuracy": crops_result.accuracy,
         "production": production,
         "peer": peer,
+        "conditions": in_rooms or None,
         "thresholds": model.meta.get("thresholds", {}),
         "speed": figures,
         "faces": faces,
@@ -486,6 +511,9 @@ def summary_markdown(metrics: Mapping[str, Any]) -> str:
     lines += ["|---|---:|---:|"]
     lines += [f"| {k} | {pct(v['ap'])} | {v['n_gt']} |" for k, v in gestures.items() if v["n_gt"]]
     lines += _production_markdown(metrics)
+    table = conditions_table(metrics)
+    if table:
+        lines += ["", "## In other rooms", "", CONDITIONS_NOTE, "", *table]
     lines += faces_markdown(metrics.get("faces"))
     lines += poses_markdown(metrics.get("poses"))
     lines += [

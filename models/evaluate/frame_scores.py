@@ -10,19 +10,22 @@ Any detector's outputs can be scored: ours, or a peer's (:mod:`models.evaluate.p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from models.dataset.voc import Annotation
+from models.evaluate import conditions
 from models.evaluate.evaluation import (
     DetectionResult,
     GroundTruth,
     Prediction,
     average_precision,
+    ground_truth_from_annotation,
     iou,
 )
 
@@ -35,15 +38,31 @@ INSIDE: Final = 0.6
 """A hand box lies inside a truth box when this share of its area does."""
 
 
-def load_frame(path: Path, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """The frame as the worker hands it to the model: its JPEG bytes decoded and
-    resized by :func:`worker.decode.decode_into` to ``size`` (H, W)."""
+def load_frame(
+    path: Path, size: tuple[int, int], condition: str | None = None
+) -> npt.NDArray[np.uint8]:
+    """The frame as the worker hands it to the model: its JPEG bytes (as a camera in
+    room ``condition`` would have sent them, :mod:`models.evaluate.conditions`) decoded
+    and resized by :func:`worker.decode.decode_into` to ``size`` (H, W)."""
     from worker.decode import decode_into
 
     out = np.empty((size[0], size[1], 3), np.uint8)
     data = path.read_bytes()
+    if condition is not None:
+        data = conditions.apply(condition, data, path.name)
     decode_into(data, out, max_pixels=100_000_000)
     return out
+
+
+def frame_truths(
+    annotation: Annotation, label_of: Callable[[str], str], condition: str | None = None
+) -> tuple[GroundTruth, ...]:
+    """The annotation's boxes, normalized, labelled by ``label_of``, and where they lie
+    in the frame room ``condition`` made of it."""
+    truths = ground_truth_from_annotation(annotation.relabel(label_of))
+    if condition is None:
+        return tuple(truths)
+    return tuple(replace(t, box=conditions.move_box(condition, t.box)) for t in truths)
 
 
 GESTURE_ALIASES: Final = {"stop": "palm", "stop_inverted": "palm"}

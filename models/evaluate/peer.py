@@ -9,8 +9,10 @@ project, so it is run by path::
     .peer-venv/bin/python models/evaluate/peer.py --input frames.json > hands.jsonl
 
 The input (``--input FILE``, or standard input) is JSON: ``{"paths": [...], "size":
-[H, W]}``, or a bare list of paths with ``--size HxW`` (default 360x480, the model's
-input size). Each JPEG is decoded and resized exactly as ``worker/decode.py`` does
+[H, W]}`` (and ``"condition": NAME`` to see each frame as a camera in that room would
+have sent it, :mod:`models.evaluate.conditions`, loaded from beside this file), or a
+bare list of paths with ``--size HxW`` (default 360x480, the model's input size). Each
+JPEG is decoded and resized exactly as ``worker/decode.py`` does
 (Pillow, ``draft`` to the target size, RGB, BILINEAR resize) and run through the
 recognizer in IMAGE mode with ``num_hands=2`` and the default confidences.
 
@@ -266,7 +268,31 @@ def hands(result: Any) -> list[dict[str, Any]]:
     return out
 
 
-def run(paths: list[str], size: tuple[int, int], bundle_path: Path | None) -> int:
+def room(condition: str | None) -> Any:
+    """``apply`` of :mod:`models.evaluate.conditions` for ``condition``, loaded by path
+    (the project is not installed here), or ``None`` for frames as they are."""
+    if condition is None:
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "conditions", Path(__file__).with_name("conditions.py")
+    )
+    if spec is None or spec.loader is None:
+        raise PeerError("conditions.py is missing beside peer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.check(condition)
+    except ValueError as exc:
+        raise PeerError(str(exc)) from None
+    return lambda data, key: module.apply(condition, data, key)
+
+
+def run(
+    paths: list[str],
+    size: tuple[int, int],
+    bundle_path: Path | None,
+    condition: str | None = None,
+) -> int:
     import mediapipe as mp  # type: ignore[import-not-found, unused-ignore]
 
     path = bundle_path or find_bundle()
@@ -278,12 +304,17 @@ def run(paths: list[str], size: tuple[int, int], bundle_path: Path | None) -> in
         "size": list(size),
         "num_hands": NUM_HANDS,
         "labels": TO_OURS,
+        "condition": condition,
     }
+    change = room(condition)
     print(json.dumps({"peer": info}), flush=True)
     with recognizer(bundle) as model:
         for name in paths:
             try:
-                frame = decode(Path(name).read_bytes(), size)
+                data = Path(name).read_bytes()
+                if change is not None:
+                    data = change(data, Path(name).name)
+                frame = decode(data, size)
             except (OSError, ValueError, SyntaxError, PeerError) as exc:
                 raise PeerError(f"{name}: cannot decode: {exc}") from None
             start = time.perf_counter()
@@ -299,11 +330,15 @@ def _size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _request(raw: Any, size: tuple[int, int]) -> tuple[list[str], tuple[int, int]]:
+def _request(raw: Any, size: tuple[int, int]) -> tuple[list[str], tuple[int, int], str | None]:
     paths = raw
+    condition = None
     if isinstance(raw, dict):
         paths = raw.get("paths")
         size = raw.get("size", size)
+        condition = raw.get("condition")
+        if condition is not None and not isinstance(condition, str):
+            raise PeerError(f"condition must be a name, got {condition!r}")
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise PeerError('input must be a JSON list of paths or {"paths": [...], "size": [H, W]}')
     if (
@@ -312,7 +347,7 @@ def _request(raw: Any, size: tuple[int, int]) -> tuple[list[str], tuple[int, int
         or not all(isinstance(v, int) and v > 0 for v in size)
     ):
         raise PeerError(f"size must be two positive integers (H, W), got {size!r}")
-    return paths, (int(size[0]), int(size[1]))
+    return paths, (int(size[0]), int(size[1])), condition
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = args.input.read_text(encoding="utf-8") if args.input else sys.stdin.read()
-        paths, size = _request(json.loads(text), args.size)
-        return run(paths, size, args.bundle)
+        paths, size, condition = _request(json.loads(text), args.size)
+        return run(paths, size, args.bundle, condition)
     except (PeerError, ValueError, OSError) as exc:
         print(f"peer: {exc}", file=sys.stderr)
         return 1

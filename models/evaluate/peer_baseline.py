@@ -22,8 +22,9 @@ from typing import Any, Final
 from tqdm import tqdm
 
 from models.dataset.voc import Annotation
-from models.evaluate.evaluation import Box, Prediction, ground_truth_from_annotation
-from models.evaluate.frame_scores import ScoredFrame
+from models.evaluate import conditions
+from models.evaluate.evaluation import Box, Prediction
+from models.evaluate.frame_scores import ScoredFrame, frame_truths
 
 PEER_SCRIPT: Final = Path(__file__).with_name("peer.py")
 DEFAULT_PEER_PYTHON: Final = Path(__file__).resolve().parents[2] / ".peer-venv" / "bin" / "python"
@@ -125,14 +126,18 @@ def run_peer(
     growth: float = DEFAULT_GROWTH,
     desc: str | None = None,
     script: Path = PEER_SCRIPT,
+    condition: str | None = None,
 ) -> list[PeerFrame]:
     """Run the stock recognizer (``script`` under ``peer_python``) on the JPEGs at
-    ``paths``, each resized to ``input_size`` (H, W) as the worker resizes frames.
-    Returns one :class:`PeerFrame` per path, in order. ``desc`` shows a progress bar."""
+    ``paths`` (as a camera in room ``condition`` would have sent them, when given),
+    each resized to ``input_size`` (H, W) as the worker resizes frames. Returns one
+    :class:`PeerFrame` per path, in order. ``desc`` shows a progress bar."""
     if not peer_python.is_file() or not os.access(peer_python, os.X_OK):
         raise PeerUnavailable(f"no peer environment at {peer_python}: run bash scripts/peer-env.sh")
     wanted = [str(p.resolve()) for p in paths]
-    request = {"paths": wanted, "size": list(input_size)}
+    request: dict[str, Any] = {"paths": wanted, "size": list(input_size)}
+    if condition is not None:
+        request["condition"] = conditions.check(condition)
     frames: list[PeerFrame] = []
     # MediaPipe logs plenty to stderr; it goes to a file (no pipe to fill and stall)
     # and is shown only when the script fails. It never holds frame data.
@@ -198,17 +203,20 @@ def peer_frames(
     group_of: Callable[[Annotation], str] | None = None,
     growth: float = DEFAULT_GROWTH,
     script: Path = PEER_SCRIPT,
+    condition: str | None = None,
 ) -> list[ScoredFrame]:
     """The peer scored like our model: one :class:`ScoredFrame` per annotation, truths
     labelled by ``label_of``, grouped by ``group_of`` (default: the annotation's
-    group), gestures reported at score >= :data:`REPORT_SCORE`."""
+    group), gestures reported at score >= :data:`REPORT_SCORE`; frames and truths as
+    in room ``condition`` when one is given."""
     frames = run_peer(
         peer_python,
         [a.image_path for a in annotations],
         input_size,
         growth=growth,
-        desc="peer (MediaPipe)",
+        desc="peer (MediaPipe)" + (f", {condition}" if condition else ""),
         script=script,
+        condition=condition,
     )
     out = []
     for annotation, frame in zip(annotations, frames, strict=True):
@@ -216,7 +224,7 @@ def peer_frames(
         out.append(
             ScoredFrame(
                 (group_of or _group)(annotation),
-                tuple(ground_truth_from_annotation(annotation.relabel(label_of))),
+                frame_truths(annotation, label_of, condition),
                 frame.hand_predictions(),
                 gestures,
                 tuple(g for g in gestures if g.score >= REPORT_SCORE),
