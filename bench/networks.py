@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ class Pass:
 # Keyed by file name, as model.json's ``base_models.files`` names them.
 PASSES: Final = {
     "palm_detection_lite.tflite": Pass("frame", 1),
+    "palm_detection_full.tflite": Pass("frame", 1),
     "hand_landmark_lite.tflite": Pass("hand", 2),
     "face_detector.tflite": Pass("frame", 1),
     "face_landmark.tflite": Pass("face", 1),
@@ -203,3 +204,45 @@ def physical_limit(
         "one_landmark_pass_ms_per_frame": round(one_pass_ms, 2),
         "one_landmark_pass_frames_per_s": round(cores * 1000 / one_pass_ms, 1),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.networks [FILE ...]``: time base networks alone (default: the
+    palm detectors, lite and full) on a real frame, one thread each, and print JSON."""
+    import argparse
+    import json
+    import sys
+
+    from PIL import Image
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument(
+        "files",
+        nargs="*",
+        default=["palm_detection_lite.tflite", "palm_detection_full.tflite"],
+        help="base network file names (models/networks/base_models.py)",
+    )
+    parser.add_argument("--frame", type=Path, help="a JPEG to feed them (default: a hands/ frame)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per network")
+    args = parser.parse_args(argv)
+    paths = find_networks(args.files, fetch=True)
+    if isinstance(paths, str):
+        print(f"bench.networks: {paths}", file=sys.stderr)
+        return 2
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "hands" / "test"
+    source = args.frame or next(iter(sorted(shared.glob("*.jpg"))), None)
+    if source is None or not source.is_file():
+        print(
+            f"bench.networks: no frame to feed them: pass --frame (looked in {shared})",
+            file=sys.stderr,
+        )
+        return 2
+    with Image.open(source) as image:
+        frame = np.asarray(image.convert("RGB"))
+    timings = time_networks(paths, frame, seconds=args.seconds)
+    print(json.dumps([asdict(t) for t in timings], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

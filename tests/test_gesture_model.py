@@ -63,7 +63,7 @@ def test_base_models_are_verified_by_checksum(tmp_path: Path, bases: dict[str, P
     for model in (PALM_DETECTOR, HAND_LANDMARKS):
         assert hashlib.sha256(bases[model.file_name].read_bytes()).hexdigest() == model.sha256
     (tmp_path / PALM_DETECTOR.file_name).write_bytes(b"not the model")
-    with pytest.raises(BaseModelError, match=r"palm_detection_lite\.tflite"):
+    with pytest.raises(BaseModelError, match=r"palm_detection_full\.tflite"):
         base_model_paths(tmp_path, fetch=False)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from memelearning.cli import main
+from models.evaluate import stage_one
 from models.train.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -68,7 +69,7 @@ def test_evaluate_writes_the_report_and_fills_the_model_card(
     model = run_dir / MODEL_SUBDIR
     out = run_dir / "report"
     command = ["evaluate", str(model), "--data", str(DATA), "--out", str(out), "--limit", "16"]
-    assert main([*command, "--update-card"]) == 0
+    assert main([*command, "--update-card", "--conditions", "dim,low_angle"]) == 0
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for key in (
         "hand_ap50_hands_test",
@@ -85,6 +86,14 @@ def test_evaluate_writes_the_report_and_fills_the_model_card(
         assert figures["frames"] > 0 and 0.0 <= figures["hands_found"] <= 1.0, part
         assert figures["false_gestures_per_100_frames"] >= 0.0, part
     assert metrics["peer"] is None  # only with --peer-python
+    # The same held-out frames again, as cameras in other rooms would send them.
+    assert set(metrics["conditions"]) == {"dim", "low_angle"}
+    for room in metrics["conditions"].values():
+        assert room["peer"] is None
+        for part in ("hands_test", "signs_held_out"):
+            figures = room["ours"][part]
+            assert figures["frames"] == metrics["production"][part]["frames"], part
+            assert 0.0 <= figures["hands_found"] <= 1.0, part
     # The face stage joined to the model: its labels are scored on their own data, and
     # face boxes never count as hands or gestures.
     faces = metrics["faces"]
@@ -99,7 +108,28 @@ def test_evaluate_writes_the_report_and_fills_the_model_card(
     card = (model / "MODEL_CARD.md").read_text(encoding="utf-8")
     results = card.split("## Results")[1].split("Through the worker's")[0]
     assert "hand AP@0.5" in results and "n/a" not in results
+    rooms = card.split("## In other rooms")[1]
+    assert "| as recorded | ours |" in rooms and "| low angle | ours |" in rooms
     assert "hand AP@0.5, hands/test" in capsys.readouterr().out
+
+
+def test_stage_one_variants_are_compared_in_each_room(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = run_dir / MODEL_SUBDIR
+    figures = tmp_path / "stage_one.json"
+    command = [str(model), "--data", str(DATA), "--limit", "4", "--json", str(figures)]
+    assert stage_one.main([*command, "--variants", "lite,full-aliased", "--conditions", "dim"]) == 0
+    results = json.loads(figures.read_text(encoding="utf-8"))
+    assert set(results) == {"lite", "full-aliased"}
+    for rooms in results.values():
+        assert list(rooms) == ["as_recorded", "dim"]
+        for room in rooms.values():
+            assert 0.0 <= room["hands_test_hands_found"] <= 1.0
+    assert "| dim | full-aliased |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        stage_one.main([*command, "--variants", "huge"])
+    assert "unknown variant huge: choose from lite" in capsys.readouterr().err
 
 
 def test_evaluate_leaves_the_model_card_alone_unless_asked(run_dir: Path, tmp_path: Path) -> None:

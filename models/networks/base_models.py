@@ -81,10 +81,21 @@ class BaseModel:
         return f"{self.wheel.requirement} wheel from PyPI, {inside}{self.member}"
 
 
-PALM_DETECTOR: Final = BaseModel(
+PALM_DETECTOR_LITE: Final = BaseModel(
     "mediapipe/modules/palm_detection/palm_detection_lite.tflite",
     "e9a4aaddf90dda56a87235303cf00e4c2d3fb28725f68fd88772997dac905c18",
 )
+"""BlazePalm "lite": v2-v4's palm detector."""
+PALM_DETECTOR_FULL: Final = BaseModel(
+    "mediapipe/modules/palm_detection/palm_detection_full.tflite",
+    "1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54",
+)
+"""BlazePalm "full": the same input, anchors and outputs as the lite one, a larger
+network (the one MediaPipe's Gesture Recognizer runs). Since v5 the one we serve: in
+every room condition but overexposure it named more thumbs up, for about 1 ms more per
+frame (docs/models.md, "Design")."""
+PALM_DETECTOR: Final = PALM_DETECTOR_FULL
+"""The palm detector the model serves."""
 HAND_LANDMARKS: Final = BaseModel(
     "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
     "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
@@ -118,8 +129,11 @@ FACE_MESH: Final = BaseModel(
 192x192 face region → 468 landmarks (no irises) and face presence, about a third of
 the attention network's cost."""
 HAND_MODELS: Final = (PALM_DETECTOR, HAND_LANDMARKS)
+ALTERNATIVES: Final = (PALM_DETECTOR_LITE,)
+"""Networks the shipped model does not carry, kept to compare with
+(``python -m models.evaluate.stage_one``, ``python -m bench.networks``)."""
 FACE_MODELS: Final = (FACE_DETECTOR, FACE_LANDMARKS, FACE_BLENDSHAPES, FACE_MESH)
-BASE_MODELS: Final = HAND_MODELS + FACE_MODELS
+BASE_MODELS: Final = HAND_MODELS + FACE_MODELS + ALTERNATIVES
 
 
 class BaseModelError(Exception):

@@ -1,6 +1,7 @@
 """Stage one's first network: MediaPipe's palm detector.
 
-The network is MediaPipe's BlazePalm "lite" (Apache-2.0; 192x192 input, 2016 fixed
+The network is MediaPipe's BlazePalm "full" since v5, "lite" before (Apache-2.0; both
+take a 192x192 input and share the 2016 fixed
 anchors on a 24x24 and a 12x12 grid) rebuilt over variables by
 :mod:`models.networks.tflite_import`, with its own weights: v1 fine-tuned it on our ten people's
 full-hand boxes, and on people and rooms it had never seen it drew boxes down the
@@ -78,8 +79,30 @@ def letterbox(images: tf.Tensor, size: int = INPUT_SIZE) -> tuple[tf.Tensor, Let
     return boxed, Letterbox(scale_y, scale_x, (1.0 - scale_y) / 2.0, (1.0 - scale_x) / 2.0)
 
 
+def antialias_factor(frame_side: int, size: int = INPUT_SIZE) -> int:
+    """By how many pixels a frame whose longer side is ``frame_side`` is averaged down
+    (each way) before the bilinear shrink to ``size``: the whole part of the scale."""
+    return max(1, frame_side // size)
+
+
+def shrink_antialiased(images: tf.Tensor, frame_side: int, size: int = INPUT_SIZE) -> tf.Tensor:
+    """``[N, H, W, C]`` averaged over blocks of :func:`antialias_factor` pixels each way
+    (one TFLite ``AVERAGE_POOL_2D``), so that the bilinear shrink to ``size`` that
+    follows has at most 2x left to do.
+
+    Shrinking 480 px to 192 straight away keeps one pixel in 2.5, and with it the
+    sensor's full noise: in dim frames (``memelearning evaluate --conditions dim``) the
+    palm detector then missed most hands it finds in the same frames well lit. A
+    Gaussian blur sized like an antialiasing resize found as many hands but cost ten
+    times more in TFLite (docs/models.md)."""
+    factor = antialias_factor(frame_side, size)
+    if factor < 2:
+        return images
+    return tf.nn.avg_pool2d(images, factor, factor, "VALID")
+
+
 class HandDetector(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hints
-    """BlazePalm-lite over variables: :meth:`raw_keypoints` is the network (palm boxes,
+    """BlazePalm over variables: :meth:`raw_keypoints` is the network (palm boxes,
     keypoints and scores per anchor); :mod:`models.networks.hand_tracking` decodes them."""
 
     def __init__(self, graph: ImportedGraph) -> None:

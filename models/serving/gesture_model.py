@@ -38,7 +38,11 @@ import tensorflow as tf
 from models.dataset.labels import FACE_LABELS, NEUTRAL, POSE_LABELS, RAISE_HAND, SMILE, THINKING
 from models.networks.face_tracking import FaceStage
 from models.networks.gesture_classifier import CROP_SIZE, NONE_LABEL, GestureHead, LandmarkFeatures
-from models.networks.hand_detector import HandDetector, letterbox
+from models.networks.hand_detector import (
+    HandDetector,
+    letterbox,
+    shrink_antialiased,
+)
 from models.networks.hand_tracking import (
     PalmCandidates,
     first_slots,
@@ -81,6 +85,11 @@ class ModelConfig:
     what is a hand; a low floor here keeps hands in dim rooms)."""
     palm_candidates: int = 8
     """Best palm scores per frame that NMS chooses among."""
+    palm_antialias: bool = True
+    """Average the frame down by the whole part of the shrink to the palm detector's
+    input (:func:`shrink_antialiased`: 2x2 blocks for 480 px) before shrinking it:
+    measured with ``memelearning evaluate --conditions`` (docs/models.md), it found
+    hands in dim frames that aliased sensor noise hid, at no loss on well-lit ones."""
     nms_iou: float = 0.3
     box_scale: float = 1.4
     """A hand's box is its 21 joints' bounds grown this many times: calibrated on the
@@ -177,6 +186,10 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
 
     # -- stage one -------------------------------------------------------------------
     def _palms(self, frames01: tf.Tensor, slots: int) -> PalmCandidates:
+        frame_size = tf.cast(tf.shape(frames01)[1:3], tf.float32)
+        if self.config.palm_antialias:
+            frames01 = shrink_antialiased(frames01, max(self.config.input_size))
+        # Letterbox placement is normalized: the same for the frame and its shrunk copy.
         boxed, placement = letterbox(frames01)
         regressors, logits = self.detector.raw_keypoints(boxed)
         return palm_candidates(
@@ -184,7 +197,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
             logits,
             self.detector.anchors,
             placement,
-            tf.cast(tf.shape(frames01)[1:3], tf.float32),
+            frame_size,
             slots=slots,
             candidates=max(self.config.palm_candidates, slots),
             score_threshold=self.config.palm_threshold,

@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from models.evaluate.model_card import write_model_card
 from models.networks.base_models import (
@@ -23,6 +23,10 @@ from models.networks.base_models import (
     base_model_paths,
 )
 from models.train.training import base_models_record
+
+if TYPE_CHECKING:
+    from models.networks.gesture_classifier import GestureHead
+    from models.serving.gesture_model import ModelConfig
 
 HEAD_VARIABLES: Final = ("mean", "scale", "w1", "b1", "w2", "b2")
 """The gesture head's weights, by attribute name (:class:`GestureHead`)."""
@@ -47,22 +51,14 @@ def _source_meta(source: Path) -> dict[str, Any]:
     return meta
 
 
-def rebuild(
-    source: Path,
-    out: Path,
-    *,
-    version: str,
-    faces: bool = True,
-    base_cache: Path | None = None,
-) -> Path:
-    """Export ``source``'s trained head with this version's stage one (and face stage
-    when ``faces``) to ``out`` as model ``version``; returns ``out``."""
+def read_trained(source: Path) -> tuple[GestureHead, dict[str, Any], ModelConfig]:
+    """The trained gesture head of the exported model at ``source`` (weights copied into
+    a new :class:`GestureHead`), its ``model.json`` and its serving settings as a
+    :class:`ModelConfig` (settings this version does not know are dropped)."""
     import tensorflow as tf
 
-    from models.networks.face_tracking import FaceStage, face_base_models
-    from models.networks.gesture_classifier import GestureHead, LandmarkFeatures
-    from models.networks.hand_detector import HandDetector
-    from models.serving.gesture_model import GestureModel, ModelConfig, export
+    from models.networks.gesture_classifier import GestureHead
+    from models.serving.gesture_model import ModelConfig
 
     meta = _source_meta(source)
     if not (source / "saved_model.pb").is_file():
@@ -75,11 +71,28 @@ def rebuild(
     head = GestureHead(meta["head_labels"], dimension, hidden=hidden)
     for name in HEAD_VARIABLES:
         getattr(head, name).assign(getattr(trained, name))
-
     known = {f.name for f in fields(ModelConfig)}
     settings = {k: v for k, v in meta["config"].items() if k in known}
     settings["input_size"] = tuple(settings["input_size"])
-    config = ModelConfig(**settings)
+    return head, meta, ModelConfig(**settings)
+
+
+def rebuild(
+    source: Path,
+    out: Path,
+    *,
+    version: str,
+    faces: bool = True,
+    base_cache: Path | None = None,
+) -> Path:
+    """Export ``source``'s trained head with this version's stage one (and face stage
+    when ``faces``) to ``out`` as model ``version``; returns ``out``."""
+    from models.networks.face_tracking import FaceStage, face_base_models
+    from models.networks.gesture_classifier import LandmarkFeatures
+    from models.networks.hand_detector import HandDetector
+    from models.serving.gesture_model import GestureModel, export
+
+    head, meta, config = read_trained(source)
     wanted = (PALM_DETECTOR, HAND_LANDMARKS, *(face_base_models() if faces else ()))
     paths = base_model_paths(base_cache, models=wanted)
     model = GestureModel(

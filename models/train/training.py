@@ -90,7 +90,7 @@ class TrainConfig:
     or ``neutral``) to the exported model. It has no trained part here: its smile fit
     ships in :mod:`models.networks.smile` (``python -m models.evaluate.face_measure smile``)."""
     name: str = "memelearning-gestures"
-    version: str = "4"
+    version: str = "5"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
