@@ -215,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from PIL import Image
 
+    from bench.frames import SIGNS
+
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument(
         "files",
@@ -229,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(paths, str):
         print(f"bench.networks: {paths}", file=sys.stderr)
         return 2
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "hands" / "test"
+    shared = SIGNS.parent / "hands" / "test"
     source = args.frame or next(iter(sorted(shared.glob("*.jpg"))), None)
     if source is None or not source.is_file():
         print(

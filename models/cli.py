@@ -241,12 +241,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _room_names(text: str) -> tuple[str, ...]:
-    from models.evaluate.conditions import CONDITIONS, ConditionError, check
+    from models.evaluate.conditions import ConditionError, parse_names
 
-    if text.strip() == "all":
-        return tuple(CONDITIONS)
     try:
-        return tuple(check(name.strip()) for name in text.split(",") if name.strip())
+        return tuple(parse_names(text))
     except ConditionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import numpy as np
@@ -174,6 +174,19 @@ BOX_MOVES: Final[dict[str, Callable[[Box], Box]]] = {"low_angle": low_angle_box}
 
 class ConditionError(ValueError):
     """An unknown condition name."""
+
+
+def parse_names(
+    text: str, known: Sequence[str] = tuple(CONDITIONS), what: str = "condition"
+) -> list[str]:
+    """``'all'`` (every one of ``known``) or a comma-separated list of them, as command
+    lines take them; an unknown name raises :class:`ConditionError` naming the choices."""
+    names = list(known) if text.strip() == "all" else [n.strip() for n in text.split(",")]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConditionError(f"unknown {what} {', '.join(unknown)}: choose from {', '.join(known)}")
+    return names
 
 
 def check(name: str) -> str:

@@ -79,7 +79,7 @@ def write_model_card(
         f"1. Hands, the way MediaPipe finds them: {_palm_detector(meta)} (stock weights, "
         "letterboxed 192x192 input"
         + (
-            ", the frame blurred as much as the shrink needs, against aliased sensor noise"
+            ", the frame averaged over 2x2 blocks before the shrink, against aliased sensor noise"
             if config.get("palm_antialias")
             else ""
         )

@@ -26,6 +26,7 @@ from typing import Any, Final
 from models.dataset.frame_labels import gesture_frames
 from models.evaluate import conditions
 from models.evaluate.frame_scores import summarize
+from models.evaluate.model_card import fmt_figure
 from models.train.training import TrainConfig, load_splits
 
 VARIANTS: Final = {
@@ -118,9 +119,7 @@ def compare(
 
 
 def markdown(results: dict[str, Any]) -> str:
-    def cell(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
+    cell = fmt_figure
     lines = [
         "| room | variant | hands found, signs/ | gesture mAP, signs/ | like AP, signs/ "
         "| hands found, hands/test | gesture mAP, hands/test |",
@@ -139,13 +138,10 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:
-    names = list(known) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown {what} {', '.join(unknown)}: choose from {', '.join(known)}"
-        )
-    return names
+    try:
+        return conditions.parse_names(text, known, what)
+    except conditions.ConditionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

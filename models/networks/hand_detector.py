@@ -93,8 +93,8 @@ def shrink_antialiased(images: tf.Tensor, frame_side: int, size: int = INPUT_SIZ
     Shrinking 480 px to 192 straight away keeps one pixel in 2.5, and with it the
     sensor's full noise: in dim frames (``memelearning evaluate --conditions dim``) the
     palm detector then missed most hands it finds in the same frames well lit. A
-    Gaussian blur sized like an antialiasing resize found as many hands but cost ten
-    times more in TFLite (docs/models.md)."""
+    Gaussian blur sized like an antialiasing resize found a few more dim hands but cost
+    ten times more in TFLite (docs/models.md)."""
     factor = antialias_factor(frame_side, size)
     if factor < 2:
         return images
