@@ -6,8 +6,8 @@
 #   docker build --target gpu -t memelearning:gpu .   # tensorflow[and-cuda]
 #   docker build --target cpu-lite -t memelearning:cpu-lite .  # LiteRT only, no TensorFlow
 #
-# Both run every memelearning process (`worker`, `reactions serve`, `publish`); the
-# command picks which. The worker's model is baked in at /opt/memelearning/model:
+# cpu and gpu run every memelearning process (`worker`, `reactions serve`, `publish`);
+# the command picks which. The worker's model is baked in at /opt/memelearning/model:
 # models/default from the build context when it exists (the trained gesture detector),
 # otherwise the colour PLUMBING model (red/green/blue, NOT a gesture detector);
 # /opt/memelearning/model/MODEL_KIND says which one the image holds.
@@ -66,25 +66,27 @@ COPY models /src/models
 
 # ----------------------------------------------------------------------- build-cpu
 # tensorflow-cpu and LiteRT: the pyproject extras `tf` and `litert`. With LiteRT the
-# worker's `auto` runtime serves model.tflite, the faster path on CPUs.
+# worker's `auto` runtime serves model.tflite, the faster path on CPUs. `video` (PyAV)
+# lets `publish` read video files from this image too.
 FROM build-base AS build-cpu
 RUN --mount=type=cache,target=/root/.cache/pip \
-    requirements tf litert > /tmp/requirements.txt \
+    requirements tf litert video > /tmp/requirements.txt \
  && pip install --no-compile -r /tmp/requirements.txt
 RUN finish-install
 
 # ----------------------------------------------------------------------- build-gpu
-# tensorflow[and-cuda]: the pyproject extra `gpu`.
+# tensorflow[and-cuda]: the pyproject extra `gpu` (and `video`, as the cpu image).
 FROM build-base AS build-gpu
 RUN --mount=type=cache,target=/root/.cache/pip \
-    requirements gpu > /tmp/requirements.txt \
+    requirements gpu video > /tmp/requirements.txt \
  && pip install --no-compile -r /tmp/requirements.txt
 RUN finish-install
 
 # ---------------------------------------------------------------------- build-lite
 # LiteRT only (the pyproject extra `worker-lite`): a worker that serves model.tflite and
-# never imports TensorFlow (installed size and memory: docs/benchmarks.md,
-# "Footprint"). pip and setuptools go too: nothing installs at run time.
+# never imports TensorFlow or PyAV (installed size and memory: docs/benchmarks.md,
+# "Footprint"); `publish` reads image folders only. pip and setuptools go too: nothing
+# installs at run time.
 FROM build-base AS build-lite
 RUN --mount=type=cache,target=/root/.cache/pip \
     requirements worker-lite > /tmp/requirements.txt \

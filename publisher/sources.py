@@ -23,12 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Final, Protocol
 
-import av
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from publisher.protocol import WORKER_MAX_FRAME_BYTES, WORKER_MAX_FRAME_PIXELS
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +277,19 @@ class ImageFolderSource(_FittingSource):
         return jpeg
 
 
+def _pyav() -> ModuleType:
+    """PyAV, imported when a video is opened: 100 MB of FFmpeg that processes which
+    only import the frame contract (workers) should not need installed or loaded."""
+    try:
+        import av
+    except ImportError:
+        raise SourceError(
+            "reading a video needs PyAV, which is not installed: "
+            "pip install 'memelearning[video]' (or publish a folder of images)"
+        ) from None
+    return av
+
+
 class VideoSource(_FittingSource):
     """A video file decoded with PyAV and sampled at ``fps`` by presentation time: the
     first frame at or after each multiple of ``1/fps`` seconds (no frame is repeated to
@@ -298,6 +314,7 @@ class VideoSource(_FittingSource):
         self.path = path
         self.step = 1 / Fraction(fps).limit_denominator(1_000_000)
         self.loop = loop
+        av = _pyav()
         try:
             with av.open(str(path)) as container:
                 if not container.streams.video:
@@ -323,6 +340,7 @@ class VideoSource(_FittingSource):
 
     def _segment(self, begin: Fraction, end: Fraction | None) -> Iterator[tuple[bytes, float]]:
         """Sampled frames with begin ≤ time < end (seconds from the video's start)."""
+        av = _pyav()
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
@@ -382,7 +400,7 @@ def _duration(container: av.container.InputContainer, stream: av.VideoStream) ->
     if stream.duration is not None and stream.time_base is not None:
         return Fraction(stream.duration) * Fraction(stream.time_base)
     if container.duration is not None:
-        return Fraction(container.duration, av.time_base)
+        return Fraction(container.duration, _pyav().time_base)
     return None
 
 

@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 export VENV="${VENV:-$ROOT/.venv}"
-EXTRAS=tf,litert bash scripts/bootstrap.sh
+EXTRAS=tf,litert,video bash scripts/bootstrap.sh
 export PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2
 
 SOURCE="${DEMO_SOURCE:-}"

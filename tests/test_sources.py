@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import sys
 from contextlib import aclosing
 from pathlib import Path
 
@@ -88,6 +89,17 @@ def test_an_empty_folder_or_missing_path_is_a_clear_error(tmp_path: Path) -> Non
     (tmp_path / "not-a-video.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(SourceError, match="cannot open video"):
         open_source(tmp_path / "not-a-video.mp4", fps=2)
+
+
+def test_a_video_without_pyav_installed_is_a_clear_error(
+    video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PyAV is the `video` extra: an environment without it (the slim worker's) still
+    # publishes image folders, and names the extra when asked to read a video.
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
+    with pytest.raises(SourceError, match=r"memelearning\[video\]"):
+        open_source(video, fps=2)
+    assert open_source(PERSON, fps=2) is not None
 
 
 def test_video_is_sampled_by_presentation_time(video: Path) -> None:

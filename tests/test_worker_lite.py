@@ -1,6 +1,6 @@
 """The slim CPU worker (extra `worker-lite`, Dockerfile target `cpu-lite`): the worker
-serves model.tflite with LiteRT without ever importing TensorFlow, so an environment
-without TensorFlow runs it."""
+serves model.tflite with LiteRT without ever importing TensorFlow or PyAV, so an
+environment without them runs it."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ print(json.dumps({
     "runtime": detector.runtime,
     "tensorflow_imported": sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"),
     "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
+    "pyav_imported": sorted(m for m in sys.modules if m.split(".")[0] == "av"),
 }))
 """
 
@@ -53,9 +54,11 @@ def test_the_litert_path_never_imports_tensorflow() -> None:
     assert process.returncode == 0, process.stderr[-3000:]
     result = json.loads(process.stdout.splitlines()[-1])
 
-    # Then LiteRT ran it and not one TensorFlow module was imported
+    # Then LiteRT ran it, and not one TensorFlow or PyAV module was imported (PyAV, the
+    # publisher's video decoder, is no dependency of the slim worker)
     assert result["runtime"] == "litert"
     assert result["tensorflow_imported"] == []
+    assert result["pyav_imported"] == []
 
 
 @pytest.mark.slow
