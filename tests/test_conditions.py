@@ -105,3 +105,15 @@ def test_a_low_camera_moves_a_labelled_object_where_its_box_goes() -> None:
 def test_an_unknown_condition_is_named_with_the_choices() -> None:
     with pytest.raises(conditions.ConditionError, match="unknown condition 'fog': choose from dim"):
         conditions.check("fog")
+
+
+def test_turned_is_a_view_not_a_room(frame: bytes) -> None:
+    assert conditions.TURN not in conditions.parse_names("all")
+    assert conditions.check(conditions.TURN) == conditions.TURN
+    turned = _pixels(conditions.apply(conditions.TURN, frame, FRAME.name))
+    # Re-encoded once more: the same pixels turned half a circle, within JPEG's loss.
+    assert np.abs(turned - _pixels(frame)[::-1, ::-1]).mean() < 2.0
+    box = (0.1, 0.2, 0.4, 0.5)
+    moved = conditions.move_box(conditions.TURN, box)
+    assert moved == pytest.approx((0.6, 0.5, 0.9, 0.8))
+    assert conditions.move_box(conditions.TURN, moved) == pytest.approx(box)

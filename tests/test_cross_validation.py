@@ -52,3 +52,51 @@ def test_real_hands_are_repeated_with_all_their_passes() -> None:
     assert list(y) == [0, 0, 0, 1, 1, 1] * 2
     empty_x, empty_y = training_arrays([_frame()], ("fist", "none"), repeat=3)
     assert len(empty_x) == len(empty_y) == 0
+
+
+def test_turned_frames_are_scored_apart_from_the_frames_as_recorded() -> None:
+    from models.networks.gesture_classifier import GestureHead
+    from models.train.classifier_training import Features, HeadTrainingConfig
+    from models.train.cross_validation import leave_one_person_out
+
+    labels = ("dislike", "like", "none")
+    head = GestureHead(labels, 3, hidden=4)
+    # A head that names every hand a thumbs down: logits from the bias alone.
+    head.w2.assign(np.zeros((4, 3), np.float32))
+    head.b2.assign(np.array([5.0, 0.0, 0.0], np.float32))
+    box = (0.1, 0.1, 0.4, 0.3)
+    upright = FrameHands(
+        "someone",
+        (("like", box),),
+        BOXES[:1],
+        np.ones(1, np.float32),
+        np.zeros((1, 3), np.float32),
+        (),
+    )
+    turned = FrameHands(
+        "someone",
+        (("dislike", box),),
+        BOXES[:1],
+        np.ones(1, np.float32),
+        np.zeros((1, 3), np.float32),
+        (),
+        turned=True,
+    )
+    figures = leave_one_person_out(
+        [upright, turned],
+        Features(np.zeros((0, 3), np.float32), np.zeros(0, np.int64)),
+        HeadTrainingConfig(epochs=1),
+        people=["someone"],
+        labels=labels,
+        shipped=head,
+        held_out=frozenset({"someone"}),
+        repeat=1,
+        thresholds={},
+        default_threshold=0.5,
+        hand_score=0.5,
+    )
+    # As recorded: one thumbs up named a thumbs down. Turned: the same hand, named right.
+    assert figures["frames"] == 1 and figures["gestures_named_right"] == 0.0
+    assert figures["false_gestures_per_100_frames"] == 100.0
+    assert figures["turned"]["frames"] == 1 and figures["turned"]["gestures_named_right"] == 1.0
+    assert figures["turned"]["gestures"]["per_class"]["dislike"]["ap"] == 1.0

@@ -27,6 +27,11 @@ POSE_LABELS = (THINKING, RAISE_HAND)
 ``label_map.pbtxt``. A hand in a pose is reported with the pose instead of its gesture
 (a raised open hand asks to speak; it is not waving)."""
 
+TURNED_GESTURES: Mapping[str, str] = {"like": "dislike", "dislike": "like"}
+"""What a gesture becomes when the frame is turned half a circle: a thumbs up turned
+is a thumbs down (the thumb points down, the curled fingers still face the camera).
+Gestures not named here are no gesture of ours turned (a pointing finger points down)."""
+
 HANDS_LABELS = ("0-hand", "1-hand", "2-hand", "3-hand", "4-hand", "5-hand")
 """``hands/`` labels: the number of open fingers."""
 

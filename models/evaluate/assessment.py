@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from models.dataset.frame_labels import gesture_frames, relabel
-from models.dataset.labels import FINGERS_TO_GESTURE
+from models.dataset.labels import FINGERS_TO_GESTURE, TURNED_GESTURES
 from models.dataset.voc import Annotation
 from models.evaluate import conditions
 from models.evaluate.evaluation import (
@@ -64,10 +64,12 @@ from models.evaluate.frame_scores import (
 from models.evaluate.model_card import (
     CONDITIONS_NOTE,
     PRODUCTION_SETS,
+    THUMBS_DOWN_NOTE,
     conditions_table,
     per_class_table,
     per_person_table,
     production_table,
+    thumbs_down_table,
     write_model_card,
 )
 from models.evaluate.peer_baseline import peer_frames
@@ -152,6 +154,11 @@ def hands_truth(raw: str) -> str:
 def _as_labelled(raw: str) -> str:
     """Labels already made gestures (or :data:`UNKNOWN`) by :mod:`models.dataset.frame_labels`."""
     return raw
+
+
+def _turned_truth(raw: str) -> str:
+    """A hand of a turned frame: the gesture it became, or one we do not score there."""
+    return TURNED_GESTURES.get(raw, UNKNOWN)
 
 
 def score_frames(
@@ -362,6 +369,19 @@ def evaluate(
                 hand_score=0.0,
             ),
         }
+    # No frame of ours shows a thumbs down: real thumbs up turned half a circle stand
+    # in. Ours were scored at training time, each person by a head that never saw them.
+    thumbs = [a for a in signs_gestures if any(b.label in TURNED_GESTURES for b in a.boxes)]
+    production["signs_thumbs_turned"] = (people_unseen or {}).get("turned")
+    if peer is not None and peer_python is not None and thumbs:
+        turned = sorted({_turned_truth(b.label) for a in thumbs for b in a.boxes} - {UNKNOWN})
+        peer["signs_thumbs_turned"] = summarize(
+            peer_frames(
+                peer_python, thumbs, _turned_truth, model.input_size, condition=conditions.TURN
+            ),
+            turned,
+            hand_score=0.0,
+        )
     held_out_sets = (
         ("hands_test", splits.hands_test, hands_truth, gestures),
         ("signs_held_out", signs_held_out, _as_labelled, held_out_classes),
@@ -480,6 +500,9 @@ def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
         table = per_class_table(metrics, key)
         if table:
             lines += ["", f"Gesture AP@0.5 per class, {title}:", "", *table]
+    table = thumbs_down_table(metrics)
+    if table:
+        lines += ["", "## Thumbs down", "", THUMBS_DOWN_NOTE, "", *table]
     return lines
 
 

@@ -167,9 +167,28 @@ CONDITIONS: Final[dict[str, Condition]] = {
     "motion_blur": motion_blur,
     "webcam": webcam,
 }
-"""Every condition, by the name reports use."""
-BOX_MOVES: Final[dict[str, Callable[[Box], Box]]] = {"low_angle": low_angle_box}
-"""Conditions that move what is in the frame, and where they move a labelled box."""
+"""Every room condition, by the name reports use."""
+
+
+def turned(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
+    """The frame turned half a circle: not a room, but how a thumbs up becomes a thumbs
+    down (:data:`models.dataset.labels.TURNED_GESTURES`), which none of our frames show."""
+    return np.ascontiguousarray(rgb[::-1, ::-1])
+
+
+def turned_box(box: Box) -> Box:
+    ymin, xmin, ymax, xmax = box
+    return (1.0 - ymax, 1.0 - xmax, 1.0 - ymin, 1.0 - xmin)
+
+
+TURN: Final = "turned"
+VIEWS: Final[dict[str, Condition]] = {**CONDITIONS, TURN: turned}
+"""Every way this module changes a frame: the rooms, and views that are no room."""
+BOX_MOVES: Final[dict[str, Callable[[Box], Box]]] = {
+    "low_angle": low_angle_box,
+    TURN: turned_box,
+}
+"""Changes that move what is in the frame, and where they move a labelled box."""
 
 
 class ConditionError(ValueError):
@@ -190,8 +209,8 @@ def parse_names(
 
 
 def check(name: str) -> str:
-    if name not in CONDITIONS:
-        raise ConditionError(f"unknown condition {name!r}: choose from {', '.join(CONDITIONS)}")
+    if name not in VIEWS:
+        raise ConditionError(f"unknown condition {name!r}: choose from {', '.join(VIEWS)}")
     return name
 
 
@@ -206,7 +225,7 @@ def apply(name: str, data: bytes, key: str) -> bytes:
     frame's name) seeds its noise."""
     with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
         rgb = np.asarray(image.convert("RGB"), np.uint8)
-    changed = CONDITIONS[check(name)](rgb, rng_for(name, key))
+    changed = VIEWS[check(name)](rgb, rng_for(name, key))
     buffer = io.BytesIO()
     Image.fromarray(changed).save(buffer, format="JPEG", quality=QUALITY)
     return buffer.getvalue()

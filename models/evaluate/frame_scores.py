@@ -170,6 +170,21 @@ def out_of_vocabulary_rate(frames: Sequence[ScoredFrame]) -> tuple[int, int]:
     return named, total
 
 
+def named_right(frames: Sequence[ScoredFrame]) -> tuple[int, int]:
+    """(reported right, total) truth hands of our gestures: a gesture reported at the
+    shipped thresholds with the hand's label overlaps it at IoU >= 0.5 (what reaches
+    the reactions side, where AP only ranks)."""
+    right = total = 0
+    for frame in frames:
+        for truth in frame.truths:
+            if truth.label in (OUT_OF_VOCABULARY, UNKNOWN):
+                continue
+            total += 1
+            same = _boxes((g for g in frame.reported if g.label == truth.label), 0.0)
+            right += bool(len(same)) and bool(iou(truth.box, same).max() >= IOU)
+    return right, total
+
+
 def gesture_detection(frames: Sequence[ScoredFrame], classes: Sequence[str]) -> DetectionResult:
     """Per-class AP@0.5 over ``classes``; truth of other labels is "difficult" in
     every class (whatever is named there is neither right nor wrong), and predictions
@@ -209,6 +224,7 @@ def summarize(
     def figures(part: Sequence[ScoredFrame]) -> dict[str, Any]:
         found, total = hands_found(part, hand_score)
         named, oov = out_of_vocabulary_rate(part)
+        right, gestures = named_right(part)
         return {
             "frames": len(part),
             "hands": total,
@@ -218,6 +234,7 @@ def summarize(
             ),
             "out_of_vocabulary_hands": oov,
             "out_of_vocabulary_named": named / oov if oov else None,
+            "gestures_named_right": right / gestures if gestures else None,
             "gestures": gesture_ap(part, classes) if classes else None,
         }
 

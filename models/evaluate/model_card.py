@@ -158,9 +158,9 @@ def write_model_card(
         "figures for new people are the held-out people of `signs/` and each `signs/` "
         "person scored by a head trained without them (leave one person out).",
         "- Thumbs up is measured on 37 real frames of 3 people (and HaGRID crops); our "
-        "data holds no real frame of a thumbs down, nor of `mute`, `rock` or "
-        "`peace` by anyone but the person of `hands/`: those are measured on held-out "
-        "HaGRID crops only.",
+        "data holds no real frame of a thumbs down (measured on those thumbs up turned "
+        "half a circle, and HaGRID crops), nor of `mute`, `rock` or `peace` by anyone "
+        "but the person of `hands/`: those are measured on held-out HaGRID crops only.",
         "- Five open fingers are named `palm`, `stop` or `stop_inverted` (HaGRID's "
         "gestures differ mainly in finger spread and palm direction); scored as one "
         "class, as the reactions catalog maps all three to the same reaction.",
@@ -269,6 +269,39 @@ def per_person_table(metrics: Mapping[str, Any], key: str) -> list[str]:
     ]
 
 
+THUMBS_DOWN_NOTE: Final = (
+    "No frame of ours shows a real thumbs down: the real thumbs up of `signs/` turned "
+    "half a circle stand in for them (the thumb points down; the frame, face and room "
+    "turn too). Ours: each person scored by a head that never saw them, turned or not "
+    "(leave one person out); peer: the same turned frames."
+)
+
+
+def thumbs_down_table(metrics: Mapping[str, Any]) -> list[str]:
+    """Turned thumbs up named thumbs down, ours beside the peer's (empty when the
+    metrics hold none)."""
+    sets = {
+        who: ((metrics.get(key) or {}).get("signs_thumbs_turned") or None)
+        for who, key in (("ours", "production"), ("peer", "peer"))
+    }
+    if not sets["ours"]:
+        return []
+    lines = [
+        "| who | hands | hands found | dislike AP@0.5 | named dislike at the shipped threshold |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for who, figures in sets.items():
+        if not figures:
+            continue
+        per_class = (figures.get("gestures") or {}).get("per_class", {})
+        lines.append(
+            f"| {who} | {figures['hands']} | {fmt_figure(figures['hands_found'])} "
+            f"| {fmt_figure(per_class.get('dislike', {}).get('ap'))} "
+            f"| {fmt_figure(figures.get('gestures_named_right'))} |"
+        )
+    return lines
+
+
 CONDITIONS_NOTE: Final = (
     "The held-out frames again, as a camera in another room would have sent them "
     "(`models/evaluate/conditions.py`: dim, backlight, overexposed, warm lamp, low "
@@ -333,6 +366,9 @@ def _production_lines(metrics: Mapping[str, Any]) -> list[str]:
         per_class = per_class_table(metrics, key)
         if per_class:
             lines += ["", f"Gesture AP@0.5, {title}:", "", *per_class]
+    thumbs_down = thumbs_down_table(metrics)
+    if thumbs_down:
+        lines += ["", "Thumbs down. " + THUMBS_DOWN_NOTE, "", *thumbs_down]
     return lines
 
 

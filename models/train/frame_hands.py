@@ -8,6 +8,14 @@ fist at the camera (ASL "yes") showed why: trained on HaGRID alone, 62 % of such
 gesture hands were named right at the reporting score; with these frames, 91 % of
 the hands of people left out of training (docs/models.md).
 
+Thumbs down is the one gesture our frames never show. A thumbs up turned half a
+circle is one (the thumb points down, the curled fingers face the camera), so the
+real thumbs up of ``signs/`` are also collected turned, as ``dislike``
+(:data:`models.dataset.labels.TURNED_GESTURES`): each person's are scored by a head
+that never saw that person (:mod:`models.train.cross_validation`). The head learns
+from them only when the recipe says so; that did not name more of a new person's
+turned thumbs (docs/models.md), so by default it learns thumbs down from HaGRID alone.
+
 Only features are kept (in the run directory's cache), never pixels.
 """
 
@@ -21,7 +29,9 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from models.dataset.labels import TURNED_GESTURES
 from models.dataset.voc import Annotation
+from models.evaluate import conditions
 from models.evaluate.evaluation import iou
 from models.evaluate.frame_scores import load_frame
 
@@ -50,6 +60,8 @@ class FrameHands:
     samples: tuple[tuple[str, npt.NDArray[np.float32]], ...]
     """(gesture, ``[passes, D]`` features) for each annotated hand stage one found:
     the crop as served, then jittered copies (box moved and scaled, light changed)."""
+    turned: bool = False
+    """The frame turned half a circle: only its turned gestures' hands, relabelled."""
 
 
 def _normalized(box: Any, annotation: Annotation) -> tuple[float, float, float, float]:
@@ -83,10 +95,14 @@ def collect(
     passes: int,
     seed: int,
     desc: str = "frame hands",
+    turned: bool = False,
 ) -> list[FrameHands]:
     """Every frame of ``annotations`` through ``model``'s stage one (a
     :class:`models.serving.gesture_model.GestureModel`); ``label_of(annotation, box)`` names
-    an annotated hand's gesture (``None``: not a hand to learn from or score)."""
+    an annotated hand's gesture (``None``: not a hand to learn from or score).
+    ``turned``: each frame that shows a gesture of
+    :data:`~models.dataset.labels.TURNED_GESTURES`, turned half a circle, with only
+    those hands (relabelled); the other frames are left out."""
     import tensorflow as tf
 
     from models.serving.gesture_model import crop_squares
@@ -109,20 +125,32 @@ def collect(
             crops[i] = np.clip((crops[i] - 0.5) * contrast + 0.5 + brightness, 0.0, 1.0)
         return features_of(tf.constant(crops, tf.float32)).numpy()
 
+    def labelled(annotation: Annotation) -> list[tuple[str, tuple[float, float, float, float]]]:
+        named = [
+            (label, _normalized(box, annotation))
+            for box in annotation.boxes
+            if (label := label_of(annotation, box)) is not None
+        ]
+        if not turned:
+            return named
+        return [
+            (TURNED_GESTURES[label], conditions.move_box(conditions.TURN, box))
+            for label, box in named
+            if label in TURNED_GESTURES
+        ]
+
     out = []
     for annotation in tqdm(annotations, desc=desc, unit="frame"):
-        frame = load_frame(annotation.image_path, input_size)
+        wanted = labelled(annotation)
+        if turned and not wanted:
+            continue
+        frame = load_frame(annotation.image_path, input_size, conditions.TURN if turned else None)
         found, presence, count = hands(tf.constant(frame[None]))
         count = int(count[0])
         boxes = found[0, :count].numpy().astype(np.float32)
         features = crop_features(frame, list(boxes)) if count else np.zeros((0, 0), np.float32)
-        truths, samples = [], []
-        for box in annotation.boxes:
-            label = label_of(annotation, box)
-            if label is None:
-                continue
-            truth = _normalized(box, annotation)
-            truths.append((label, truth))
+        samples = []
+        for label, truth in wanted:
             if not count:
                 continue
             overlap = iou(truth, boxes.astype(np.float64))
@@ -133,11 +161,12 @@ def collect(
         out.append(
             FrameHands(
                 annotation.group,
-                tuple(truths),
+                tuple(wanted),
                 boxes,
                 presence[0, :count].numpy().astype(np.float32),
                 features,
                 tuple(samples),
+                turned,
             )
         )
     return out

@@ -80,6 +80,11 @@ class TrainConfig:
     frame_hand_repeat: int = 3
     """How many times over the head sees the real hands per epoch (a few hundred
     hands beside ten thousand crops)."""
+    turned_thumbs: bool = False
+    """Also learn from the real thumbs up of ``signs/`` turned half a circle, as thumbs
+    down (:data:`models.dataset.labels.TURNED_GESTURES`; no frame of ours shows a real
+    one). They are always scored (leave one person out); learning from them changed
+    nothing there (docs/models.md), so the head learns thumbs down from HaGRID alone."""
     limit: int | None = None
     """Use at most this many images per source (smoke runs); None = all."""
     max_hands: int = 4
@@ -289,7 +294,7 @@ def train(
     frames = real_hands(model, splits, config, run_dir / "head" / "frame_hands.pkl")
     held_out = frozenset(a.group for a in splits.signs.test)
     x, y = training_arrays(
-        [f for f in frames if f.group not in held_out],
+        [f for f in frames if f.group not in held_out and (config.turned_thumbs or not f.turned)],
         splits.gesture_labels,
         config.frame_hand_repeat,
     )
@@ -323,6 +328,7 @@ def train(
             shipped=head,
             held_out=held_out,
             repeat=config.frame_hand_repeat,
+            learn_turned=config.turned_thumbs,
             thresholds=thresholds,
             default_threshold=THRESHOLD_FLOOR,
             hand_score=config.hand_threshold,
@@ -391,6 +397,17 @@ def real_hands(
             desc="signs/ gestures",
         ),
     ]
+    # Scored apart (leave one person out); learned from only with turned_thumbs.
+    frames += collect(
+        model,
+        signs,
+        _sign_gesture,
+        input_size=config.input_size,
+        passes=config.frame_hand_passes,
+        seed=config.seed,
+        desc="signs/ thumbs, turned",
+        turned=True,
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     with cache.open("wb") as out:
         pickle.dump(frames, out)
