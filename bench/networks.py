@@ -4,11 +4,12 @@ the frames used.
 The shipped model is MediaPipe's networks plus glue (NMS, crops, a small head). The
 networks' own cost is what no pipeline can avoid, so the benchmark times each one bare
 (LiteRT with XNNPACK, one thread, a pre-cropped input of its own size) and adds up what
-the frames actually need: per frame the palm detector once, per hand found the
-landmark network twice (stage 1b places the joints, stage 2 reruns it on the gesture
-crop: docs/models.md, "Design"), per face the face networks when the model has a face
-stage. Spread over every core, that is the most frames per second this machine could
-serve; each stage of the pipeline is reported as a share of it.
+the frames actually need: per frame the palm detector once, per hand found a
+landmark network twice (stage 1b places the joints, with hand-landmark-full since v6;
+stage 2 runs hand-landmark-lite on the gesture crop: docs/models.md, "Design"), per
+face the face networks when the model has a face stage. Spread over every core, that
+is the most frames per second this machine could serve; each stage of the pipeline is
+reported as a share of it.
 
 The networks come from ``models.networks.base_models`` (MediaPipe's files out of PyPI wheels,
 cached under ``~/.cache/memelearning``). Without them the limit is unknown, and the
@@ -40,11 +41,25 @@ PASSES: Final = {
     "palm_detection_lite.tflite": Pass("frame", 1),
     "palm_detection_full.tflite": Pass("frame", 1),
     "hand_landmark_lite.tflite": Pass("hand", 2),
+    "hand_landmark_full.tflite": Pass("hand", 1),
     "face_detector.tflite": Pass("frame", 1),
     "face_landmark.tflite": Pass("face", 1),
     "face_landmarks_detector.tflite": Pass("face", 1),
     "face_blendshapes.tflite": Pass("face", 1),
 }
+REGION_LANDMARKS: Final = "hand_landmark_full.tflite"
+"""Since v6, stage one places the joints with this network; the lite one then runs once
+per hand, on the gesture crop (v2-v5 ran the lite one for both)."""
+
+
+def passes(files: Sequence[str]) -> dict[str, Pass]:
+    """How often a model carrying ``files`` runs each of them."""
+    out = {file: PASSES[file] for file in files}
+    if REGION_LANDMARKS in out and "hand_landmark_lite.tflite" in out:
+        out["hand_landmark_lite.tflite"] = Pass("hand", 1)
+    return out
+
+
 FACE_NETWORKS: Final = frozenset(
     {
         "face_detector.tflite",
@@ -191,9 +206,11 @@ def physical_limit(
     per_face = statistics.fmean(faces) if faces else 1.0
     per_frame = {"frame": 1.0, "hand": statistics.fmean(hands), "face": per_face}
     ms = {t.file: t.cpu_ms for t in timings}
-    network_ms = sum(ms[file] * PASSES[file].times * per_frame[PASSES[file].per] for file in ms)
+    runs = passes(list(ms))
+    network_ms = sum(ms[file] * runs[file].times * per_frame[runs[file].per] for file in ms)
     # The issue's figure: one landmark pass per hand (stage 1b only), for comparison.
-    one_pass_ms = sum(ms[file] * per_frame[PASSES[file].per] for file in ms)
+    stage_two = {"hand_landmark_lite.tflite"} if REGION_LANDMARKS in ms else set()
+    one_pass_ms = sum(ms[f] * per_frame[runs[f].per] for f in ms if f not in stage_two)
     return {
         "cores": cores,
         "hands_per_frame": round(per_frame["hand"], 3),

@@ -31,6 +31,16 @@ def test_the_limit_counts_the_palm_detector_per_frame_and_two_landmark_passes_pe
     assert limit["faces_per_frame"] == 0
 
 
+def test_with_a_full_landmark_network_in_stage_one_each_runs_once_per_hand() -> None:
+    # Given a v6 model: hand-landmark-full places the joints, lite reads the gesture crop
+    full = timing("hand_landmark_full.tflite", 8.0)
+    limit = physical_limit([PALM, LANDMARKS, full], [1, 2], cores=1)
+
+    # Then a hand costs one pass of each, and stage 1b alone is the full one
+    assert limit["network_ms_per_frame"] == pytest.approx(10 + (5 + 8) * 1.5, abs=0.01)
+    assert limit["one_landmark_pass_ms_per_frame"] == pytest.approx(10 + 8 * 1.5, abs=0.01)
+
+
 def test_face_networks_count_once_per_frame_when_the_model_has_them() -> None:
     faces = [timing("face_detector.tflite", 1.0), timing("face_landmarks_detector.tflite", 2.0)]
     limit = physical_limit([PALM, LANDMARKS, *faces], [1], cores=1)

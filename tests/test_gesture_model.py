@@ -16,13 +16,14 @@ from PIL import Image
 
 from models.networks.base_models import (
     HAND_LANDMARKS,
+    HAND_REGION_LANDMARKS,
     PALM_DETECTOR,
     BaseModelError,
     base_model_paths,
 )
 from models.networks.face_tracking import FaceStage
-from models.networks.gesture_classifier import GestureHead, LandmarkFeatures
-from models.networks.hand_detector import INPUT_SIZE, HandDetector, letterbox
+from models.networks.gesture_classifier import GestureHead
+from models.networks.hand_detector import INPUT_SIZE, letterbox
 from models.networks.tflite_import import import_tflite
 from models.serving.gesture_model import (
     CROPS_SIGNATURE,
@@ -60,14 +61,16 @@ def _frames(count: int, size: tuple[int, int] = (360, 480)) -> npt.NDArray[np.ui
 
 
 def test_base_models_are_verified_by_checksum(tmp_path: Path, bases: dict[str, Path]) -> None:
-    for model in (PALM_DETECTOR, HAND_LANDMARKS):
+    for model in (PALM_DETECTOR, HAND_REGION_LANDMARKS, HAND_LANDMARKS):
         assert hashlib.sha256(bases[model.file_name].read_bytes()).hexdigest() == model.sha256
     (tmp_path / PALM_DETECTOR.file_name).write_bytes(b"not the model")
     with pytest.raises(BaseModelError, match=r"palm_detection_full\.tflite"):
         base_model_paths(tmp_path, fetch=False)
 
 
-@pytest.mark.parametrize("model", [PALM_DETECTOR, HAND_LANDMARKS], ids=lambda m: m.file_name)
+@pytest.mark.parametrize(
+    "model", [PALM_DETECTOR, HAND_REGION_LANDMARKS, HAND_LANDMARKS], ids=lambda m: m.file_name
+)
 def test_imported_graph_computes_what_the_tflite_interpreter_computes(
     bases: dict[str, Path], model: object
 ) -> None:
@@ -119,14 +122,11 @@ def test_crops_are_square_centred_and_zero_outside_the_frame() -> None:
 
 @pytest.fixture(scope="module")
 def gesture_model(bases: dict[str, Path]) -> GestureModel:
-    detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
-    features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
     head = GestureHead(LABELS, 736, seed=3)
     # An untrained head: only the plumbing is under test here. fp32 TFLite weights so
     # the exports can be compared to float precision.
-    return GestureModel(
-        detector,
-        features,
+    return GestureModel.from_base_models(
+        bases,
         head,
         ModelConfig(max_hands=2, tflite_max_hands=2, tflite_weights="fp32"),
         FaceStage.from_base_models(bases),
@@ -171,9 +171,7 @@ def test_faces_are_labelled_beside_the_hands_and_change_no_hand(
             [np.asarray(Image.open(p).convert("RGB").resize((480, 360), BILINEAR)) for p in paths]
         )
     )
-    hands_only = GestureModel(
-        gesture_model.detector, gesture_model.features, gesture_model.head, gesture_model.config
-    )
+    hands_only = gesture_model.with_settings(gesture_model.head, gesture_model.config)
     assert hands_only.labels == ("fist", "like", "palm")
     assert gesture_model.labels == (
         "fist",

@@ -15,9 +15,9 @@ from PIL import Image
 from models.dataset.voc import read_voc_dir
 from models.evaluate.evaluation import GroundTruth
 from models.evaluate.frame_scores import frame_truths, load_frame, truth_found
-from models.networks.base_models import HAND_LANDMARKS, PALM_DETECTOR, base_model_paths
-from models.networks.gesture_classifier import GestureHead, LandmarkFeatures
-from models.networks.hand_detector import HandDetector, antialias_factor, shrink_antialiased
+from models.networks.base_models import base_model_paths
+from models.networks.gesture_classifier import GestureHead
+from models.networks.hand_detector import antialias_factor, shrink_antialiased
 from models.networks.hand_tracking import (
     greedy_nms_mask,
     landmark_boxes,
@@ -96,13 +96,8 @@ def test_greedy_nms_keeps_the_best_of_overlapping_candidates() -> None:
 
 @pytest.fixture(scope="module")
 def model() -> GestureModel:
-    bases = base_model_paths()
-    features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
-    return GestureModel(
-        HandDetector.from_tflite(bases[PALM_DETECTOR.file_name]),
-        features,
-        GestureHead(("fist", "none"), 736),
-        ModelConfig(),
+    return GestureModel.from_base_models(
+        base_model_paths(), GestureHead(("fist", "none"), 736), ModelConfig()
     )
 
 
@@ -165,9 +160,7 @@ def test_hands_in_a_dim_room_are_found_once_the_palm_input_is_antialiased(
     # the camera's gain and its noise. Shrunk without antialiasing, the noise hid
     # most hands (all of hands/test, v4's lite palm detector: 0.39 found, against 0.72
     # with the frame blurred first).
-    plain = GestureModel(
-        model.detector, model.features, model.head, ModelConfig(palm_antialias=False)
-    )
+    plain = model.with_settings(model.head, ModelConfig(palm_antialias=False))
     annotations = read_voc_dir(DATA / "hands" / "test").annotations[::12]
     found = {}
     for name, which in (("antialiased", model), ("plain", plain)):

@@ -46,6 +46,11 @@ def _palm_detector(meta: Mapping[str, Any]) -> str:
     return "BlazePalm full" if "palm_detection_full.tflite" in files else "BlazePalm-lite"
 
 
+def _region_landmarks(meta: Mapping[str, Any]) -> str:
+    files = meta.get("base_models", {}).get("files", {})
+    return "hand-landmark-full" if "hand_landmark_full.tflite" in files else "hand-landmark-lite"
+
+
 def fmt_figure(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -84,8 +89,9 @@ def write_model_card(
             else ""
         )
         + ") finds palms and their keypoints; each palm gives a "
-        "hand region rotated until the fingers point up; hand-landmark-lite places 21 "
-        "joints in it and says whether a hand is there (presence score = hand score). "
+        f"hand region rotated until the fingers point up; {_region_landmarks(meta)} "
+        "places 21 joints in it and says whether a hand is there (presence score = hand "
+        "score). "
         f"The box is the joints' bounds grown {config.get('box_scale', '?')}x "
         "(calibrated on the training people's LabelImg boxes).",
         "2. Gesture classifier: MediaPipe hand-landmark-lite (frozen) turns a square "

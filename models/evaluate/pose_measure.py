@@ -67,19 +67,15 @@ def frame_paths(data: Path) -> list[str]:
 def find_landmarks(data: Path, paths: Sequence[str], batch: int = 8) -> Landmarks:
     """Hand and face landmarks of ``paths`` by the model's own stages."""
     from models.evaluate.frame_scores import load_frame
-    from models.networks.base_models import HAND_LANDMARKS, PALM_DETECTOR, base_model_paths
+    from models.networks.base_models import base_model_paths
     from models.networks.face_tracking import FaceStage
-    from models.networks.gesture_classifier import GestureHead, LandmarkFeatures
-    from models.networks.hand_detector import HandDetector
+    from models.networks.gesture_classifier import GestureHead
     from models.serving.gesture_model import GestureModel, ModelConfig
 
     bases = base_model_paths()
     # Landmarks do not depend on the head: an untrained one with a `none` class will do.
-    model = GestureModel(
-        HandDetector.from_tflite(bases[PALM_DETECTOR.file_name]),
-        LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name]),
-        GestureHead(("fist", "none"), 736, seed=3),
-        ModelConfig(),
+    model = GestureModel.from_base_models(
+        bases, GestureHead(("fist", "none"), 736, seed=3), ModelConfig()
     )
     faces = FaceStage.from_base_models(bases)
     parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("h", "hl", "f", "fl")}

@@ -2,7 +2,8 @@
 
 ``python -m models.evaluate.stage_one MODEL_DIR`` serves MODEL_DIR's trained head
 behind each variant of stage one (MediaPipe's palm detector ``lite`` or ``full``, its
-input shrunk with or without antialiasing) and scores every variant on the same frames,
+input shrunk with or without antialiasing; the hand-landmark network ``full`` or
+``lite`` in the hand region) and scores every variant on the same frames,
 as recorded and in each room condition (:mod:`models.evaluate.conditions`): the share
 of hands found and the gesture mAP@0.5 on the gesture frames of ``signs/`` and on
 ``hands/test``, and thumbs up's AP. Stage one is stock (no person of ours trained it),
@@ -10,7 +11,7 @@ so its figures are those of new people; the head has seen the training people of
 ``signs/``, which lifts every variant's gesture figures alike. What each variant costs
 is ``python -m bench.networks`` (palm detector alone, one thread).
 
-How v5's stage one was chosen (docs/models.md, "Design").
+How v5's and v6's stage one were chosen (docs/models.md, "Design").
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from models.evaluate.model_card import fmt_figure
 from models.train.training import TrainConfig, load_splits
 
 VARIANTS: Final = {
-    "lite": ("lite", True),
-    "lite-aliased": ("lite", False),
-    "full": ("full", True),
-    "full-aliased": ("full", False),
+    "lite": ("lite", True, "full"),
+    "lite-aliased": ("lite", False, "full"),
+    "full": ("full", True, "full"),
+    "full-aliased": ("full", False, "full"),
+    "full-lite-landmarks": ("full", True, "lite"),
 }
-"""Variant name → (palm detector, antialiased input)."""
+"""Variant name → (palm detector, antialiased input, landmark network in the hand
+region). ``full`` is v6's stage one, ``full-lite-landmarks`` v5's."""
 HANDS_TEST_GESTURES: Final = ("fist", "one", "peace", "palm")
 
 
@@ -50,6 +53,7 @@ def compare(
     from models.evaluate.assessment import _as_labelled, _Model, hands_truth, score_frames
     from models.networks.base_models import (
         HAND_LANDMARKS,
+        HAND_LANDMARKS_FULL,
         PALM_DETECTOR_FULL,
         PALM_DETECTOR_LITE,
         base_model_paths,
@@ -68,18 +72,25 @@ def compare(
     splits = load_splits(data_root, TrainConfig(**{**recipe, "limit": limit}))
     signs = gesture_frames([*splits.signs.train, *splits.signs.test])
     sign_classes = sorted({box.label for a in signs for box in a.boxes})
-    paths = base_model_paths(models=(PALM_DETECTOR_LITE, PALM_DETECTOR_FULL, HAND_LANDMARKS))
+    paths = base_model_paths(
+        models=(PALM_DETECTOR_LITE, PALM_DETECTOR_FULL, HAND_LANDMARKS, HAND_LANDMARKS_FULL)
+    )
     palms = {"lite": PALM_DETECTOR_LITE, "full": PALM_DETECTOR_FULL}
     labels = load_label_map(model_dir / "label_map.pbtxt")
     features = LandmarkFeatures.from_tflite(paths[HAND_LANDMARKS.file_name])
+    region = {
+        "lite": features,
+        "full": LandmarkFeatures.from_tflite(paths[HAND_LANDMARKS_FULL.file_name]),
+    }
     out: dict[str, Any] = {}
     for variant in variants:
-        palm, antialias = VARIANTS[variant]
+        palm, antialias, landmarks = VARIANTS[variant]
         served = GestureModel(
             HandDetector.from_tflite(paths[palms[palm].file_name]),
             features,
             head,
             replace(config, palm_antialias=antialias),
+            landmarks=region[landmarks],
         )
         model = _Model(
             root=served,

@@ -100,6 +100,19 @@ HAND_LANDMARKS: Final = BaseModel(
     "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
     "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
 )
+"""hand-landmark "lite": the gesture head's features (v2 on) and, until v5, stage one's
+joints and presence score."""
+HAND_LANDMARKS_FULL: Final = BaseModel(
+    "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+    "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
+)
+"""hand-landmark "full": the same input and outputs, a larger network (the one
+MediaPipe's Gesture Recognizer runs). Since v6 stage one's: it places the joints, so
+the box, better in poor rooms (a poor webcam: 0.869 → 0.889 of the hands found), for
+about 3 ms more per hand (docs/models.md, "Design")."""
+HAND_REGION_LANDMARKS: Final = HAND_LANDMARKS_FULL
+"""The landmark network stage one runs on each rotated hand region (joints, box and
+presence score); the gesture head's features stay :data:`HAND_LANDMARKS`'s."""
 FACE_DETECTOR: Final = BaseModel(
     "face_detector.tflite",
     "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f",
@@ -128,7 +141,7 @@ FACE_MESH: Final = BaseModel(
 """MediaPipe's older face mesh, from the same ``mediapipe`` wheel as the hand models:
 192x192 face region → 468 landmarks (no irises) and face presence, about a third of
 the attention network's cost."""
-HAND_MODELS: Final = (PALM_DETECTOR, HAND_LANDMARKS)
+HAND_MODELS: Final = (PALM_DETECTOR, HAND_REGION_LANDMARKS, HAND_LANDMARKS)
 ALTERNATIVES: Final = (PALM_DETECTOR_LITE,)
 """Networks the shipped model does not carry, kept to compare with
 (``python -m models.evaluate.stage_one``, ``python -m bench.networks``)."""

@@ -28,7 +28,7 @@ no CPU-only runtime ships).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +36,7 @@ from typing import Any, Final
 import tensorflow as tf
 
 from models.dataset.labels import FACE_LABELS, NEUTRAL, POSE_LABELS, RAISE_HAND, SMILE, THINKING
+from models.networks.base_models import HAND_LANDMARKS, HAND_REGION_LANDMARKS, PALM_DETECTOR
 from models.networks.face_tracking import FaceStage
 from models.networks.gesture_classifier import CROP_SIZE, NONE_LABEL, GestureHead, LandmarkFeatures
 from models.networks.hand_detector import (
@@ -156,12 +157,18 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         head: GestureHead,
         config: ModelConfig,
         faces: FaceStage | None = None,
+        *,
+        landmarks: LandmarkFeatures | None = None,
     ) -> None:
+        """``features``: the landmark network whose features the gesture head reads;
+        ``landmarks``: the one stage one places each hand's joints with (default: the
+        same network)."""
         super().__init__(name="gesture_model")
         if NONE_LABEL not in head.labels:
             raise ValueError(f"the head needs a {NONE_LABEL!r} class")
         self.detector = detector
         self.features = features
+        self.landmarks = landmarks if landmarks is not None else features
         self.head = head
         self.config = config
         self.faces = faces
@@ -183,6 +190,33 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         ]
         self._label_ids = tf.constant(ids, tf.float32)
         self._gesture_mask = tf.constant([label != NONE_LABEL for label in head.labels])
+
+    @classmethod
+    def from_base_models(
+        cls,
+        paths: Mapping[str, Path],
+        head: GestureHead,
+        config: ModelConfig,
+        faces: FaceStage | None = None,
+    ) -> GestureModel:
+        """The served networks, from ``paths`` (:func:`base_model_paths`): stage one's
+        palm detector and landmark network, the gesture head's feature network."""
+        return cls(
+            HandDetector.from_tflite(paths[PALM_DETECTOR.file_name]),
+            LandmarkFeatures.from_tflite(paths[HAND_LANDMARKS.file_name]),
+            head,
+            config,
+            faces,
+            landmarks=LandmarkFeatures.from_tflite(paths[HAND_REGION_LANDMARKS.file_name]),
+        )
+
+    def with_settings(
+        self, head: GestureHead, config: ModelConfig, faces: FaceStage | None = None
+    ) -> GestureModel:
+        """The same networks serving ``head`` with ``config`` (and ``faces``)."""
+        return GestureModel(
+            self.detector, self.features, head, config, faces, landmarks=self.landmarks
+        )
 
     # -- stage one -------------------------------------------------------------------
     def _palms(self, frames01: tf.Tensor, slots: int) -> PalmCandidates:
@@ -211,7 +245,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         network's presence scores ``[M]`` and the 21 joints ``[M, 21, 2]`` (x, y
         normalized to the frame)."""
         crops = rotated_crops(frames, rois, image_index) / 255.0
-        points, presence = self.features.landmarks(crops)
+        points, presence = self.landmarks.landmarks(crops)
         frame_size = tf.cast(tf.shape(frames)[1:3], tf.float32)
         pixels = landmarks_to_frame(points, rois)
         boxes = landmark_boxes(pixels, frame_size, self.config.box_scale)

@@ -17,11 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from models.evaluate.model_card import write_model_card
-from models.networks.base_models import (
-    HAND_LANDMARKS,
-    PALM_DETECTOR,
-    base_model_paths,
-)
+from models.networks.base_models import HAND_MODELS, base_model_paths
 from models.train.training import base_models_record
 
 if TYPE_CHECKING:
@@ -88,19 +84,13 @@ def rebuild(
     """Export ``source``'s trained head with this version's stage one (and face stage
     when ``faces``) to ``out`` as model ``version``; returns ``out``."""
     from models.networks.face_tracking import FaceStage, face_base_models
-    from models.networks.gesture_classifier import LandmarkFeatures
-    from models.networks.hand_detector import HandDetector
     from models.serving.gesture_model import GestureModel, export
 
     head, meta, config = read_trained(source)
-    wanted = (PALM_DETECTOR, HAND_LANDMARKS, *(face_base_models() if faces else ()))
+    wanted = (*HAND_MODELS, *(face_base_models() if faces else ()))
     paths = base_model_paths(base_cache, models=wanted)
-    model = GestureModel(
-        HandDetector.from_tflite(paths[PALM_DETECTOR.file_name]),
-        LandmarkFeatures.from_tflite(paths[HAND_LANDMARKS.file_name]),
-        head,
-        config,
-        FaceStage.from_base_models(paths) if faces else None,
+    model = GestureModel.from_base_models(
+        paths, head, config, FaceStage.from_base_models(paths) if faces else None
     )
     carried = {k: v for k, v in meta.items() if k not in _REBUILT_KEYS}
     carried["version"] = version

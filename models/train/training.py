@@ -34,12 +34,7 @@ from models.dataset.voc import Annotation, VocDataset, read_voc_dir
 from models.evaluate.evaluation import iou
 from models.evaluate.frame_scores import load_frame
 from models.evaluate.model_card import write_model_card
-from models.networks.base_models import (
-    HAND_LANDMARKS,
-    PALM_DETECTOR,
-    BaseModel,
-    base_model_paths,
-)
+from models.networks.base_models import HAND_MODELS, BaseModel, base_model_paths
 from models.train.frame_hands import FrameHands, collect
 
 logger = logging.getLogger(__name__)
@@ -95,7 +90,7 @@ class TrainConfig:
     or ``neutral``) to the exported model. It has no trained part here: its smile fit
     ships in :mod:`models.networks.smile` (``python -m models.evaluate.face_measure smile``)."""
     name: str = "memelearning-gestures"
-    version: str = "5"
+    version: str = "6"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -239,9 +234,7 @@ def train(
         CROP_SIZE,
         CropAugment,
         GestureHead,
-        LandmarkFeatures,
     )
-    from models.networks.hand_detector import HandDetector
     from models.serving.gesture_model import GestureModel, ModelConfig, export
     from models.train.classifier_training import (
         Features,
@@ -264,21 +257,23 @@ def train(
 
     # Stage one keeps MediaPipe's own weights: fine-tuned on our ten people it learned
     # their rooms and drew forearm-long boxes in others (docs/models.md).
-    detector = HandDetector.from_tflite(bases[PALM_DETECTOR.file_name])
-    features = LandmarkFeatures.from_tflite(bases[HAND_LANDMARKS.file_name])
-
     base_config = ModelConfig(
         max_hands=config.max_hands,
         hand_threshold=config.hand_threshold,
         input_size=config.input_size,
     )
-    # The head object is shared: the box scale and the real hands only need stage one,
-    # and the model exported at the end serves the head trained below.
+    # The box scale needs stage one only: any head will do until the features' size is
+    # known. The head object is then shared: the real hands only need stage one, and
+    # the model exported at the end serves the head trained below.
+    placeholder = GestureHead(splits.gesture_labels, 1, seed=config.seed)
+    unscaled = GestureModel.from_base_models(
+        bases, placeholder, replace(base_config, box_scale=1.0)
+    )
+    features = unscaled.features
     dimension = int(features(tf.zeros([1, CROP_SIZE, CROP_SIZE, 3]))[0].shape[1])
     head = GestureHead(splits.gesture_labels, dimension, seed=config.seed)
-    unscaled = GestureModel(detector, features, head, replace(base_config, box_scale=1.0))
     box_scale = calibrate_box_scale(unscaled, splits.calibration, config.input_size)
-    model = GestureModel(detector, features, head, replace(base_config, box_scale=box_scale))
+    model = unscaled.with_settings(head, replace(base_config, box_scale=box_scale))
 
     logger.info("stage 2: %d training crops for the gesture head", len(splits.crops.train))
     crop_features = extract_features(
@@ -340,9 +335,7 @@ def train(
     meta["thresholds"] = thresholds
     meta["people_unseen"] = unseen
     if config.faces:
-        model = GestureModel(
-            detector, features, head, model.config, FaceStage.from_base_models(bases)
-        )
+        model = model.with_settings(head, model.config, FaceStage.from_base_models(bases))
     export(model, out, meta)
     write_model_card(out, json.loads((out / "model.json").read_text(encoding="utf-8")), None)
     logger.info("exported %s", out)
@@ -503,7 +496,7 @@ def provenance(data_root: Path, splits: DataSplits, config: TrainConfig) -> dict
 def _base_models(config: TrainConfig) -> tuple[BaseModel, ...]:
     from models.networks.face_tracking import face_base_models  # TensorFlow: only when training
 
-    return (PALM_DETECTOR, HAND_LANDMARKS, *(face_base_models() if config.faces else ()))
+    return (*HAND_MODELS, *(face_base_models() if config.faces else ()))
 
 
 def base_models_record(models: Sequence[BaseModel]) -> dict[str, Any]:
