@@ -64,24 +64,13 @@ def test_turned_frames_are_scored_apart_from_the_frames_as_recorded() -> None:
     # A head that names every hand a thumbs down: logits from the bias alone.
     head.w2.assign(np.zeros((4, 3), np.float32))
     head.b2.assign(np.array([5.0, 0.0, 0.0], np.float32))
-    box = (0.1, 0.1, 0.4, 0.3)
-    upright = FrameHands(
-        "someone",
-        (("like", box),),
-        BOXES[:1],
-        np.ones(1, np.float32),
-        np.zeros((1, 3), np.float32),
-        (),
-    )
-    turned = FrameHands(
-        "someone",
-        (("dislike", box),),
-        BOXES[:1],
-        np.ones(1, np.float32),
-        np.zeros((1, 3), np.float32),
-        (),
-        turned=True,
-    )
+
+    def one_hand(label: str, turned: bool) -> FrameHands:
+        box = (0.1, 0.1, 0.4, 0.3)
+        ones, features = np.ones(1, np.float32), np.zeros((1, 3), np.float32)
+        return FrameHands("someone", ((label, box),), BOXES[:1], ones, features, (), turned)
+
+    upright, turned = one_hand("like", turned=False), one_hand("dislike", turned=True)
     figures = leave_one_person_out(
         [upright, turned],
         Features(np.zeros((0, 3), np.float32), np.zeros(0, np.int64)),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -370,37 +370,26 @@ def real_hands(
         return frames
     hands_train = [replace(a, group=HANDS_GROUP) for a in splits.hands_train]
     signs = gesture_frames([*splits.signs.train, *splits.signs.test])
-    frames = [
-        *collect(
-            model,
-            hands_train,
-            _finger_gesture,
-            input_size=config.input_size,
-            passes=config.frame_hand_passes,
-            seed=config.seed,
-            desc="hands/train",
-        ),
-        *collect(
-            model,
-            signs,
-            _sign_gesture,
-            input_size=config.input_size,
-            passes=config.frame_hand_passes,
-            seed=config.seed,
-            desc="signs/ gestures",
-        ),
+    sources: list[tuple[list[Annotation], Callable[[Annotation, Any], str | None], str, bool]] = [
+        (hands_train, _finger_gesture, "hands/train", False),
+        (signs, _sign_gesture, "signs/ gestures", False),
+        # Scored apart (leave one person out); learned from only with turned_thumbs.
+        (signs, _sign_gesture, "signs/ thumbs, turned", True),
     ]
-    # Scored apart (leave one person out); learned from only with turned_thumbs.
-    frames += collect(
-        model,
-        signs,
-        _sign_gesture,
-        input_size=config.input_size,
-        passes=config.frame_hand_passes,
-        seed=config.seed,
-        desc="signs/ thumbs, turned",
-        turned=True,
-    )
+    frames = [
+        frame
+        for annotations, label_of, desc, turned in sources
+        for frame in collect(
+            model,
+            annotations,
+            label_of,
+            input_size=config.input_size,
+            passes=config.frame_hand_passes,
+            seed=config.seed,
+            desc=desc,
+            turned=turned,
+        )
+    ]
     cache.parent.mkdir(parents=True, exist_ok=True)
     with cache.open("wb") as out:
         pickle.dump(frames, out)
