@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-DEFAULT_DATA = Path("../shared/data")
+from models.dataset import DEFAULT_DATA
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -30,6 +30,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from models.dataset import DEFAULT_DATA
+
 LANDMARK_VARIANTS: Final = ("mesh192", "attention256")
 """As :data:`models.networks.face_tracking.LANDMARK_VARIANTS` (kept here so ``--help`` needs no
 TensorFlow import)."""
@@ -256,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m models.evaluate.face_measure", description=__doc__
     )
     parser.add_argument("what", choices=["smile", "found", "speed", "all"])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("var/face"))
     parser.add_argument(
         "--landmarks",

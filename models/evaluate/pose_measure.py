@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from models.dataset import DEFAULT_DATA
 from models.dataset.pose_labels import NEITHER, POSE_LABELS, POSES, RAISE_HAND, THINKING, person_of
 from models.networks.poses import PoseConfig, pose_features, poses_from_features
 
@@ -236,7 +237,7 @@ def tune(marks: Landmarks, features: dict[str, tf.Tensor]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("var/poses"))
     parser.add_argument("--tune", action="store_true", help="search thresholds (tuning people)")
     args = parser.parse_args(argv)

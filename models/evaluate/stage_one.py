@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
+from models.dataset import DEFAULT_DATA
 from models.dataset.frame_labels import gesture_frames
 from models.evaluate import conditions
 from models.evaluate.frame_scores import summarize
@@ -158,7 +159,7 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("model_dir", type=Path, help="an exported gesture model (its head)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
         "--variants",
         type=lambda t: _names(t, list(VARIANTS), "variant"),
