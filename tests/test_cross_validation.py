@@ -4,6 +4,8 @@ served model would report, and how many times the head sees each real hand."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from models.train.cross_validation import score_frame
@@ -52,6 +54,14 @@ def test_real_hands_are_repeated_with_all_their_passes() -> None:
     assert list(y) == [0, 0, 0, 1, 1, 1] * 2
     empty_x, empty_y = training_arrays([_frame()], ("fist", "none"), repeat=3)
     assert len(empty_x) == len(empty_y) == 0
+
+
+def test_turned_frames_are_learned_from_only_when_asked() -> None:
+    turned = replace(_frame((("fist", np.ones((3, 4), np.float32)),)), turned=True)
+    x, _ = training_arrays([turned, _frame()], ("fist", "none"), repeat=1)
+    assert len(x) == 0
+    x, y = training_arrays([turned, _frame()], ("fist", "none"), repeat=1, turned=True)
+    assert x.shape == (3, 4) and list(y) == [0, 0, 0]
 
 
 def test_turned_frames_are_scored_apart_from_the_frames_as_recorded() -> None:

@@ -41,14 +41,18 @@ def _faces_lines(meta: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _carries(meta: Mapping[str, Any], file: str) -> bool:
+    """Whether the model carries the base network ``file``."""
+    return file in meta.get("base_models", {}).get("files", {})
+
+
 def _palm_detector(meta: Mapping[str, Any]) -> str:
-    files = meta.get("base_models", {}).get("files", {})
-    return "BlazePalm full" if "palm_detection_full.tflite" in files else "BlazePalm-lite"
+    return "BlazePalm full" if _carries(meta, "palm_detection_full.tflite") else "BlazePalm-lite"
 
 
 def _region_landmarks(meta: Mapping[str, Any]) -> str:
-    files = meta.get("base_models", {}).get("files", {})
-    return "hand-landmark-full" if "hand_landmark_full.tflite" in files else "hand-landmark-lite"
+    full = _carries(meta, "hand_landmark_full.tflite")
+    return "hand-landmark-full" if full else "hand-landmark-lite"
 
 
 def fmt_figure(value: float | None, digits: int = 3) -> str:

@@ -88,12 +88,8 @@ def leave_one_person_out(
         if person in held_out:
             head = shipped
         else:
-            others = [
-                frame
-                for frame in frames
-                if frame.group not in held_out | {person} and (learn_turned or not frame.turned)
-            ]
-            x, y = training_arrays(others, labels, repeat)
+            others = [frame for frame in frames if frame.group not in held_out | {person}]
+            x, y = training_arrays(others, labels, repeat, turned=learn_turned)
             head = GestureHead(labels, base.x.shape[1], seed=head_config.seed)
             with tempfile.TemporaryDirectory() as run_dir:
                 train_head(

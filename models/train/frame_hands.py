@@ -173,11 +173,13 @@ def collect(
 
 
 def training_arrays(
-    frames: Sequence[FrameHands], labels: Sequence[str], repeat: int
+    frames: Sequence[FrameHands], labels: Sequence[str], repeat: int, *, turned: bool = False
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Features and class indices of every annotated hand of ``frames`` (all passes),
-    ``repeat`` times over: a few hundred real hands beside ten thousand crops."""
+    ``repeat`` times over: a few hundred real hands beside ten thousand crops. Turned
+    frames' hands only with ``turned`` (they are there to be scored)."""
     index: Mapping[str, int] = {label: i for i, label in enumerate(labels)}
+    frames = [frame for frame in frames if turned or not frame.turned]
     xs = [features for frame in frames for _, features in frame.samples]
     ys = [
         np.full(len(features), index[label], np.int64)

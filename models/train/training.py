@@ -289,9 +289,10 @@ def train(
     frames = real_hands(model, splits, config, run_dir / "head" / "frame_hands.pkl")
     held_out = frozenset(a.group for a in splits.signs.test)
     x, y = training_arrays(
-        [f for f in frames if f.group not in held_out and (config.turned_thumbs or not f.turned)],
+        [f for f in frames if f.group not in held_out],
         splits.gesture_labels,
         config.frame_hand_repeat,
+        turned=config.turned_thumbs,
     )
     train_features = Features(
         np.concatenate([crop_features.x, x]) if len(x) else crop_features.x,
