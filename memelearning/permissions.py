@@ -4,9 +4,10 @@ declares, binds, publishes and consumes. docs/security.md explains every entry;
 tests/test_least_privilege.py checks that each component works with exactly these
 and is refused what it must not do.
 
-RabbitMQ matches these against resource *names*, whatever their kind: the frames
-exchange and the frames queue are both called ``memelearning.frames``, so a pattern
-for one is a pattern for the other (see the notes in docs/security.md).
+RabbitMQ matches these against resource *names*, whatever their kind, so no queue
+shares a name with an exchange: until 2026-11-29 the frames queue was called
+``memelearning.frames`` like the frames exchange, and the worker's grant to bind that
+queue also let it publish frames (see the notes in docs/security.md).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def exactly(names: Iterable[str], *patterns: str) -> str:
 
 def publisher_permissions() -> Permissions:
     """Publish frames to the frames exchange and nothing else. Run the publisher with
-    ``MEMELEARNING_PUBLISHER_DECLARE_EXCHANGE=false``: configure on the exchange's name
-    would also allow deleting the frames queue of the same name."""
+    ``MEMELEARNING_PUBLISHER_DECLARE_EXCHANGE=false``: configure on the exchange would
+    also allow deleting it (the worker, which binds its queue to it, declares it)."""
     return Permissions(configure=NOTHING, write=exactly([FRAMES_EXCHANGE]), read=NOTHING)
 
 

@@ -278,7 +278,7 @@ class Running:
 
 def worker_consuming(lines: list[str]) -> bool:
     # logged once it consumes both of its queues
-    return any(" consuming memelearning.frames " in line for line in lines)
+    return any(" consuming memelearning.frames.queue " in line for line in lines)
 
 
 def consumer_in(broker: Broker, vhost: str) -> Callable[[list[str]], bool]:

@@ -256,7 +256,7 @@ def test_worker_settings_reach_the_worker_as_valid_environment(
         {k.removeprefix("MEMELEARNING_WORKER_").lower(): v for k, v in settings.items()}
     )
     assert (parsed.max_batch, parsed.prefetch, parsed.drain_timeout_s) == (32, 96, 50.0)
-    assert parsed.queue == "memelearning.frames"
+    assert parsed.queue == "memelearning.frames.queue"
 
 
 # -- secrets

@@ -184,7 +184,10 @@ def exprs(panel: Obj) -> str:
 @pytest.mark.parametrize(
     ("title", "metric"),
     [
-        ("Queue depth", 'rabbitmq_detailed_queue_messages_ready{queue="memelearning.frames"}'),
+        (
+            "Queue depth",
+            'rabbitmq_detailed_queue_messages_ready{queue="memelearning.frames.queue"}',
+        ),
         ("Frames/s", "memelearning_worker_frames_processed_total"),
         ("Batch size", "memelearning_worker_batch_size"),
         ("Frame age p50/p99", "memelearning_worker_frame_age_at_pickup_seconds_bucket"),

@@ -74,7 +74,7 @@ async def test_a_backlog_stays_bounded_and_every_dropped_frame_is_counted(
 
         async def watch() -> None:
             while True:
-                depths.append(await queue_depth(amqp_url, "memelearning.frames"))
+                depths.append(await queue_depth(amqp_url, "memelearning.frames.queue"))
                 rss.append(worker.rss_mib())
                 await asyncio.sleep(0.1)
 
@@ -105,7 +105,7 @@ async def test_a_backlog_stays_bounded_and_every_dropped_frame_is_counted(
                 while len({e.frame_id for e in collector.events}) < outcomes["processed"]:
                     await asyncio.sleep(0.1)
         watching.cancel()
-        left = await queue_depth(amqp_url, "memelearning.frames")
+        left = await queue_depth(amqp_url, "memelearning.frames.queue")
         triage_left = await queue_depth(amqp_url, "memelearning.frames.triage")
         rss_after = worker.rss_mib()
     dead = await drain_dead_letters(amqp_url, timeout=1)

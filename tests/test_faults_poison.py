@@ -36,7 +36,7 @@ from worker.decode import decode_into
 from worker.service import DetectorLike
 
 DELIVERY_LIMIT = 3
-FRAMES_QUEUE = "memelearning.frames"
+FRAMES_QUEUE = "memelearning.frames.queue"
 DEAD_QUEUE = "memelearning.frames.dead"
 # A distinct body, so the fault can recognise it in either path.
 POISON_JPEG = make_jpeg(BLUE, size=(66, 50))

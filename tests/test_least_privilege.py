@@ -49,7 +49,7 @@ from worker.models_settings import ModelsSettings
 from worker.repository import ServingState
 from worker.service import Worker
 
-QUEUE = "memelearning.frames"
+QUEUE = "memelearning.frames.queue"
 DEAD = "memelearning.frames.dead"
 TRIAGE = "memelearning.frames.triage"
 QUARANTINE = "memelearning.frames.quarantine"
@@ -173,8 +173,9 @@ async def test_the_publisher_user_may_only_publish_frames(users: Users) -> None:
     url = users.publisher
     # consume frames (they are biometric data)
     print(await _refused(url, lambda ch: _consume(ch, QUEUE)))
-    # delete or redeclare the frames queue (same name as the exchange it writes to)
+    # delete the frames queue, or the exchange it writes to
     await _refused(url, lambda ch: ch.queue_delete(QUEUE))
+    await _refused(url, lambda ch: ch.exchange_delete(FRAMES_EXCHANGE))
     # forge reaction events
     await _refused(url, lambda ch: _publish(ch, EVENTS_EXCHANGE, "reaction.m.like"))
     # declare the frames exchange: the publisher must run with DECLARE_EXCHANGE=false
@@ -202,6 +203,9 @@ async def test_the_worker_user_may_not_read_events_or_the_dead_letter_queue(user
     async with running_worker(users.worker):
         pass
     url = users.worker
+    # publish frames (until 2026-11-29 its write on the frames queue, which had the
+    # exchange's name, allowed it)
+    await _refused(url, lambda ch: _publish(ch, FRAMES_EXCHANGE, FRAME_ROUTING_KEY))
     # the dead-letter queue is for operators
     await _refused(url, lambda ch: _consume(ch, DEAD))
     # no queue of its own on the events exchange (it may not read events)
@@ -292,9 +296,9 @@ async def test_every_grant_of_the_worker_is_needed_to_start_it(broker: Broker, v
                 await _delete_queue(broker.url_for(vhost), queue)
             checked.append(f"{kind} {name}")
     print("worker refused without:", "; ".join(checked))
-    # Frames, triage, quarantine, dead letters and events; the control exchange and its
-    # own queue.
-    assert len(checked) == 22
+    # Frames (exchange and queue), triage, quarantine, dead letters and events; the
+    # control exchange and its own queue.
+    assert len(checked) == 24
 
 
 async def _delete_queue(admin_url: str, queue: str) -> None:

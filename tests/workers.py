@@ -16,6 +16,8 @@ from worker.detector import Detection
 from worker.service import DetectorLike, Worker
 from worker.settings import WorkerSettings
 
+FRAMES_QUEUE = WorkerSettings.model_fields["queue"].default
+
 
 class ThumbsUpDetector:
     """Sees a thumbs-up in every frame: the model is not what these tests are about."""
@@ -96,7 +98,7 @@ class SpyDetector:
         return self.inner.detect(images)
 
 
-async def messages_ready(url: str, name: str = "memelearning.frames") -> int:
+async def messages_ready(url: str, name: str = FRAMES_QUEUE) -> int:
     """Messages waiting in a queue (a passive declare: exact, unlike the management
     API's statistics, which lag by seconds)."""
     connection = await aio_pika.connect(url)

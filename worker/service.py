@@ -130,7 +130,7 @@ class Worker:
         self._consume_channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
-        # Into the quarantine and dead-letter queues (see topology.MOVES_SUFFIX).
+        # Into the quarantine and dead-letter queues (see topology.moves_exchange_name).
         self._moves: AbstractExchange | None = None
         self._frames_queue: AbstractQueue | None = None
         self._quarantine_queue: AbstractQueue | None = None
@@ -233,6 +233,18 @@ class Worker:
                 "move or delete it as docs/operations.md says (a RabbitMQ cluster losing a "
                 "node: migration), or use another vhost"
             ) from None
+        legacy = await topology.legacy_frames_queue(self._connection, s)
+        if legacy is not None:
+            log.warning(
+                "the frames queue of a release before 2026-11-29, %s, is still on the broker "
+                "(%d frames, %d consumers) beside %s: while it is bound, every frame goes to "
+                "both; delete it once no worker of that release runs (docs/operations.md, "
+                "upgrading a running broker)",
+                legacy.name,
+                legacy.frames,
+                legacy.consumers,
+                s.queue,
+            )
         if s.control_exchange:
             # A channel of its own: a control problem must not close the frames' channel.
             control_channel = await self._connection.channel()

@@ -35,8 +35,16 @@ class WorkerSettings(AmqpSettings):
     """Seconds before each reconnect attempt after the broker went away. aio-pika's
     default (5 s) outlasts `QUEUE_TTL_MS`: frames published once the broker is back
     would expire while the worker still waited to reconnect."""
-    queue: str = "memelearning.frames"
-    """The frames queue every worker of the fleet consumes (a quorum queue)."""
+    queue: str = "memelearning.frames.queue"
+    """The frames queue every worker of the fleet consumes (a quorum queue), bound to
+    the frames exchange. Its own name since 2026-11-29: it shared the exchange's,
+    `memelearning.frames`, so a grant on one was a grant on the other (the upgrade:
+    docs/operations.md, "Upgrading a running broker")."""
+    quarantine_queue: str = "memelearning.frames.quarantine"
+    """Frames the frames queue delivered again, taken one at a time (worker/topology.py)."""
+    moves_exchange: str = "memelearning.frames.moves"
+    """The direct exchange through which workers move frames into the quarantine and
+    dead-letter queues."""
     dead_letter_exchange: str = "memelearning.frames.dlx"
     """Where the frames queue dead-letters frames (see worker/topology.py)."""
     triage_queue: str = "memelearning.frames.triage"

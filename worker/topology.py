@@ -3,10 +3,13 @@ arguments; publishers only need the frames exchange to exist."""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 
 from publisher.protocol import (
     FRAME_ROUTING_KEY,
@@ -27,13 +30,6 @@ HEADER_FIRST_DEATH_REASON: Final = "x-first-death-reason"
 
 # The triage queue's length limit, in frames-queue lengths (see declare_dead_letters).
 TRIAGE_LENGTH_FACTOR: Final = 10
-# Appended to the frames queue's name for the quarantine queue (declare_quarantine).
-QUARANTINE_SUFFIX: Final = ".quarantine"
-# Appended to the frames queue's name for the direct exchange through which workers
-# move frames into the quarantine and dead-letter queues (each bound by its own name).
-# Publishing through the default exchange instead would need a grant that lets a
-# worker publish into any queue of the vhost (docs/security.md).
-MOVES_SUFFIX: Final = ".moves"
 # Headers the broker sets per queue; a frame moved to quarantine starts afresh there.
 _QUEUE_HEADERS: Final = ("x-delivery-count",)
 
@@ -68,11 +64,15 @@ def frames_queue_arguments(settings: WorkerSettings) -> dict[str, Any]:
 
 
 def quarantine_queue_name(settings: WorkerSettings) -> str:
-    return settings.queue + QUARANTINE_SUFFIX
+    return settings.quarantine_queue
 
 
 def moves_exchange_name(settings: WorkerSettings) -> str:
-    return settings.queue + MOVES_SUFFIX
+    """The direct exchange through which workers move frames into the quarantine and
+    dead-letter queues (each bound by its own name). Publishing through the default
+    exchange instead would need a grant that lets a worker publish into any queue of
+    the vhost (docs/security.md)."""
+    return settings.moves_exchange
 
 
 async def declare_moves_exchange(
@@ -184,3 +184,35 @@ async def declare_frames_queue(channel: AbstractChannel, settings: WorkerSetting
     )
     await queue.bind(frames_exchange, routing_key=FRAME_ROUTING_KEY)
     return queue
+
+
+# Releases before 2026-11-29 gave the frames queue the frames exchange's name.
+LEGACY_FRAMES_QUEUE: Final = FRAMES_EXCHANGE
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyQueue:
+    name: str
+    frames: int
+    consumers: int
+
+
+async def legacy_frames_queue(
+    connection: AbstractConnection, settings: WorkerSettings
+) -> LegacyQueue | None:
+    """The frames queue an earlier release declared under the exchange's name, when it
+    is still on the broker beside this worker's queue: while it is bound, the exchange
+    routes every frame to it as well (the upgrade: docs/operations.md)."""
+    if settings.queue == LEGACY_FRAMES_QUEUE:
+        return None
+    # A passive declaration of a missing queue closes its channel: a throwaway one.
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(LEGACY_FRAMES_QUEUE, passive=True)
+    except (aiormq.exceptions.ChannelNotFoundEntity, aiormq.exceptions.ChannelAccessRefused):
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+    result = queue.declaration_result
+    return LegacyQueue(queue.name, int(result.message_count or 0), int(result.consumer_count or 0))
