@@ -87,6 +87,22 @@ def amqp_url(broker: Broker, vhost: str) -> str:
 
 
 @pytest.fixture
+def worker_url(broker: Broker, vhost: str) -> Iterator[str]:
+    """The test's vhost as a broker user with exactly the worker's permissions."""
+    import uuid
+
+    from memelearning.permissions import worker_permissions
+
+    name, password = f"test-worker-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    broker.create_user(name, password)
+    try:
+        broker.set_permissions(vhost, name, **worker_permissions().as_json())
+        yield broker.url_as(vhost, name, password)
+    finally:
+        broker.delete_user(name)
+
+
+@pytest.fixture
 async def sim() -> AsyncIterator[MeetingSimulator]:
     """A local meeting-API simulator whose rooms are ready at once."""
     from reactions.simulator import MeetingSimulator

@@ -4,32 +4,16 @@ default exchange it once needed let it publish into any queue of the vhost."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import aio_pika
 import aiormq.exceptions
 import pytest
 
-from memelearning.permissions import worker_permissions
-from tests.broker import Broker
 from tests.frames import EventCollector, make_frame, publish_raw
 from tests.workers import ThumbsUpDetector, Worker, wait_until, worker_settings
 from worker.settings import WorkerSettings
 from worker.topology import moves_exchange_name, quarantine_queue_name
 
 SETTINGS = WorkerSettings(amqp_url="amqp://unused/")
-
-
-@pytest.fixture
-def worker_url(broker: Broker, vhost: str) -> Iterator[str]:
-    name, password = f"test-worker-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    broker.create_user(name, password)
-    try:
-        broker.set_permissions(vhost, name, **worker_permissions().as_json())
-        yield broker.url_as(vhost, name, password)
-    finally:
-        broker.delete_user(name)
 
 
 async def test_the_worker_user_may_not_publish_through_the_default_exchange(

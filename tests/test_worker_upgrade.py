@@ -6,31 +6,16 @@ and say once at start when the old queue is still there."""
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 
 import aio_pika
 import pytest
 
-from memelearning.permissions import worker_permissions
 from publisher.protocol import FRAME_ROUTING_KEY, FRAMES_EXCHANGE
-from tests.broker import Broker
 from tests.frames import EventCollector, make_frame, publish_raw
 from tests.workers import ThumbsUpDetector, Worker, messages_ready, worker_settings
 from worker.topology import LEGACY_FRAMES_QUEUE, frames_queue_arguments
 
 EARLIER = "release before 2026-11-29"
-
-
-@pytest.fixture
-def worker_url(broker: Broker, vhost: str) -> Iterator[str]:
-    name, password = f"test-worker-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    broker.create_user(name, password)
-    try:
-        broker.set_permissions(vhost, name, **worker_permissions().as_json())
-        yield broker.url_as(vhost, name, password)
-    finally:
-        broker.delete_user(name)
 
 
 async def _declare_earlier_topology(admin_url: str) -> None:
