@@ -213,6 +213,17 @@ class _ClosedOnFailure(aio_pika.RobustConnection):
             raise
 
 
+CONNECT_HOOK: Final = "_RobustConnection__connect_transport"
+"""The private method of aio-pika's RobustConnection (9.4-10.x) that makes each
+connect attempt: where the cluster connection moves on to the next address."""
+
+
+def rotates_addresses() -> bool:
+    """Whether the installed aio-pika has the hook that moves reconnects round a
+    cluster's addresses."""
+    return callable(getattr(aio_pika.RobustConnection, CONNECT_HOOK, None))
+
+
 class _ClusterConnection(_ClosedOnFailure):
     """A robust connection that moves to the next of a cluster's addresses at each
     connect attempt after the first, round and round: a lost node is left for the next
@@ -229,7 +240,8 @@ class _ClusterConnection(_ClosedOnFailure):
         return f"{self.url.host}:{self.url.port}"
 
     # aio-pika makes each (re)connect attempt through this private method of
-    # RobustConnection (name-mangled); it offers no public hook between attempts.
+    # RobustConnection (name-mangled; CONNECT_HOOK); it offers no public hook between
+    # attempts. connect_robust refuses several addresses where it is missing.
     async def _RobustConnection__connect_transport(self) -> None:
         if self._attempts and len(self.addresses) > 1:
             self._at = (self._at + 1) % len(self.addresses)
@@ -268,6 +280,12 @@ async def connect_robust(
     ``other_hosts`` (``host:port``) are more nodes of the same cluster: the first
     address that answers is used, and reconnect attempts go round all of them."""
     urls = cluster_urls(url, other_hosts)
+    if len(urls) > 1 and not rotates_addresses():
+        raise BrokerConnectError(
+            f"aio-pika {aio_pika.__version__} has no {CONNECT_HOOK} to move a lost "
+            "connection to another of several broker addresses: install aio-pika 9.4-10.x "
+            "(pyproject.toml's pin) or give one address"
+        )
     connection: _ClusterConnection | None = None
     first_failure: BaseException | None = None
     for i, address in enumerate(urls):

@@ -4,9 +4,16 @@ to the next node when one is lost: tests/test_fault_cluster.py.)"""
 
 from __future__ import annotations
 
+import aio_pika
 import pytest
 
-from memelearning.amqp import BrokerConnectError, cluster_urls, connect_robust
+from memelearning.amqp import (
+    CONNECT_HOOK,
+    BrokerConnectError,
+    cluster_urls,
+    connect_robust,
+    rotates_addresses,
+)
 from memelearning.settings import SettingsError, load_settings
 from tests.broker_node import free_port
 from worker.settings import WorkerSettings
@@ -72,3 +79,19 @@ async def test_no_address_answering_is_one_line_naming_the_first(amqp_url: str) 
     assert f"nothing listens on 127.0.0.1:{ports[0]}" in message
     assert message.endswith("(the 1 other address(es) did not answer either)")
     assert "guest:guest" not in message
+
+
+def test_the_installed_aio_pika_moves_reconnects_round_the_addresses() -> None:
+    # Moving a lost connection to the next node rests on a private method of aio-pika's
+    # RobustConnection: an upgrade that renames it must fail here, not in production.
+    assert rotates_addresses(), f"aio-pika {aio_pika.__version__} lacks {CONNECT_HOOK}"
+
+
+async def test_several_addresses_without_the_hook_are_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(aio_pika.RobustConnection, CONNECT_HOOK)
+    with pytest.raises(BrokerConnectError) as caught:
+        await connect_robust("amqp://r0/", other_hosts=["r1"])
+    message = str(caught.value)
+    assert "\n" not in message and "install aio-pika 9.4-10.x" in message
