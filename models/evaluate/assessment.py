@@ -63,13 +63,9 @@ from models.evaluate.frame_scores import (
 )
 from models.evaluate.model_card import (
     CONDITIONS_NOTE,
-    PRODUCTION_SETS,
-    THUMBS_DOWN_NOTE,
     conditions_table,
-    per_class_table,
-    per_person_table,
+    production_details,
     production_table,
-    thumbs_down_table,
     write_model_card,
 )
 from models.evaluate.peer_baseline import peer_frames
@@ -492,18 +488,7 @@ def _production_markdown(metrics: Mapping[str, Any]) -> list[str]:
         "",
         *production_table(metrics),
     ]
-    for key, title in PRODUCTION_SETS:
-        table = per_person_table(metrics, key)
-        if table:
-            lines += ["", f"Per person, {title}:", "", *table]
-    for key, title in PRODUCTION_SETS:
-        table = per_class_table(metrics, key)
-        if table:
-            lines += ["", f"Gesture AP@0.5 per class, {title}:", "", *table]
-    table = thumbs_down_table(metrics)
-    if table:
-        lines += ["", "## Thumbs down", "", THUMBS_DOWN_NOTE, "", *table]
-    return lines
+    return lines + production_details(metrics, thumbs_heading="## Thumbs down")
 
 
 def summary_markdown(metrics: Mapping[str, Any]) -> str:

@@ -369,16 +369,29 @@ def _production_lines(metrics: Mapping[str, Any]) -> list[str]:
         "",
         *table,
     ]
+    return lines + production_details(metrics, thumbs_heading=None)
+
+
+def production_details(metrics: Mapping[str, Any], *, thumbs_heading: str | None) -> list[str]:
+    """What the model card and the evaluation report both show after the production
+    table: each set per person and per class, then thumbs down (under
+    ``thumbs_heading`` where given, else introduced inline)."""
+    lines: list[str] = []
     for key, title in PRODUCTION_SETS:
         per_person = per_person_table(metrics, key)
         if per_person:
             lines += ["", f"Per person, {title}:", "", *per_person]
         per_class = per_class_table(metrics, key)
         if per_class:
-            lines += ["", f"Gesture AP@0.5, {title}:", "", *per_class]
+            lines += ["", f"Gesture AP@0.5 per class, {title}:", "", *per_class]
     thumbs_down = thumbs_down_table(metrics)
     if thumbs_down:
-        lines += ["", "Thumbs down. " + THUMBS_DOWN_NOTE, "", *thumbs_down]
+        intro = (
+            ["", thumbs_heading, "", THUMBS_DOWN_NOTE]
+            if thumbs_heading
+            else ["", "Thumbs down. " + THUMBS_DOWN_NOTE]
+        )
+        lines += [*intro, "", *thumbs_down]
     return lines
 
 
