@@ -52,11 +52,22 @@ REGION_LANDMARKS: Final = "hand_landmark_full.tflite"
 per hand, on the gesture crop (v2-v5 ran the lite one for both)."""
 
 
+GESTURE_LANDMARKS: Final = "hand_landmark_lite.tflite"
+
+
+def gesture_crop_network(files: Sequence[str]) -> str | None:
+    """The network a model carrying ``files`` runs a second time per hand, on the
+    gesture crop, beside the one that places the joints (v6: lite beside full); None
+    where one landmark network does both (v2-v5 ran lite twice, counted in PASSES)."""
+    return GESTURE_LANDMARKS if {REGION_LANDMARKS, GESTURE_LANDMARKS} <= set(files) else None
+
+
 def passes(files: Sequence[str]) -> dict[str, Pass]:
     """How often a model carrying ``files`` runs each of them."""
     out = {file: PASSES[file] for file in files}
-    if REGION_LANDMARKS in out and "hand_landmark_lite.tflite" in out:
-        out["hand_landmark_lite.tflite"] = Pass("hand", 1)
+    second = gesture_crop_network(files)
+    if second is not None:
+        out[second] = Pass("hand", 1)
     return out
 
 
@@ -209,8 +220,8 @@ def physical_limit(
     runs = passes(list(ms))
     network_ms = sum(ms[file] * runs[file].times * per_frame[runs[file].per] for file in ms)
     # The issue's figure: one landmark pass per hand (stage 1b only), for comparison.
-    stage_two = {"hand_landmark_lite.tflite"} if REGION_LANDMARKS in ms else set()
-    one_pass_ms = sum(ms[f] * per_frame[runs[f].per] for f in ms if f not in stage_two)
+    second = gesture_crop_network(list(ms))
+    one_pass_ms = sum(ms[f] * per_frame[runs[f].per] for f in ms if f != second)
     return {
         "cores": cores,
         "hands_per_frame": round(per_frame["hand"], 3),
