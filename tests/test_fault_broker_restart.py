@@ -268,7 +268,22 @@ async def test_worker_publisher_and_subscriber_recover_from_a_broker_restart_los
         # Frames keep coming until one captured after the restart comes out as its
         # event: how long the clients take to find their way back varies with the load
         # on the machine, and the production budgets drop what waits out that time.
-        await wait_until(resumed_after_restart, timeout=90)
+        try:
+            await wait_until(resumed_after_restart, timeout=90)
+        except TimeoutError:
+            # Say which part did not come back, so that a failure names its cause.
+            listed = await asyncio.to_thread(consumers, broker, vhost)
+            after = [f for f, frame in ledger.confirmed.items() if frame.capture_ms > back_ms]
+            last = max((at for at, _ in subscriber.deliveries), default=back_at) - back_at
+            raise AssertionError(
+                f"no event of a frame captured after the restart within 90 s: "
+                f"{len(after)} such frames confirmed to the publisher "
+                f"(retried {publisher.stats.retried}), worker processed "
+                f"{counter(worker, 'frames_processed')} in all and is "
+                f"{'ready' if worker.is_ready() else 'not ready'}, subscriber's last "
+                f"event {last:+.1f} s from the restart, consumers now {dict(listed)} "
+                f"(before {dict(before_restart)})"
+            ) from None
         stop_streaming.set()
         await streamer
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=90)

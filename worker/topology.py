@@ -205,10 +205,12 @@ async def legacy_frames_queue(
     routes every frame to it as well (the upgrade: docs/operations.md)."""
     if settings.queue == LEGACY_FRAMES_QUEUE:
         return None
-    # A passive declaration of a missing queue closes its channel: a throwaway one.
+    # A passive declaration of a missing queue closes its channel: a throwaway one. Not
+    # robust: after a reconnect, declaring it again would fail once it is deleted, and
+    # aio-pika gives up a reconnect attempt when a channel cannot be restored.
     channel = await connection.channel()
     try:
-        queue = await channel.declare_queue(LEGACY_FRAMES_QUEUE, passive=True)
+        queue = await channel.declare_queue(LEGACY_FRAMES_QUEUE, passive=True, robust=False)
     except (aiormq.exceptions.ChannelNotFoundEntity, aiormq.exceptions.ChannelAccessRefused):
         return None
     finally:
