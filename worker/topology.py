@@ -9,7 +9,12 @@ from typing import Any, Final
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 
 from publisher.protocol import (
     FRAME_ROUTING_KEY,
@@ -198,7 +203,7 @@ class LegacyQueue:
 
 
 async def legacy_frames_queue(
-    connection: AbstractConnection, settings: WorkerSettings
+    connection: AbstractRobustConnection, settings: WorkerSettings
 ) -> LegacyQueue | None:
     """The frames queue an earlier release declared under the exchange's name, when it
     is still on the broker beside this worker's queue: while it is bound, the exchange
