@@ -141,11 +141,13 @@ def palm_answers(
     answers: Sequence[Sequence[npt.NDArray[Any]]], anchors: npt.NDArray[np.float32]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Each frame's best palm: its box (anchor-decoded, input units) and score."""
+    from models.networks.hand_detector import INPUT_SIZE
+
     boxes, scores = [], []
     for regressors, logits in ((a[0][0], a[1][0, :, 0]) for a in answers):
         best = int(np.argmax(logits))
         # Anchors are (y, x), normalized; the regressors start x, y, w, h in pixels.
-        centre = anchors[best, ::-1] * 192 + regressors[best, :2]
+        centre = anchors[best, ::-1] * INPUT_SIZE + regressors[best, :2]
         half = regressors[best, 2:4] / 2
         boxes.append(np.concatenate([centre - half, centre + half]))
         scores.append(1 / (1 + np.exp(-float(logits[best]))))
@@ -165,20 +167,20 @@ def landmark_answers(
 def network_inputs(
     frames: npt.NDArray[np.uint8], model: Any
 ) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
-    """What the model gives its networks for ``frames``: letterboxed palm-detector
-    inputs, and the rotated region of every palm it looks at."""
+    """What the model gives its networks for ``frames``: the palm detector's inputs
+    (:meth:`~models.serving.gesture_model.GestureModel.palm_input`), and the rotated
+    region of every palm it looks at."""
     import tensorflow as tf
 
-    from models.networks.hand_detector import letterbox, shrink_antialiased
     from models.networks.hand_tracking import rotated_crops
 
     palms, regions = [], []
     for frame in frames:
         pixels = tf.constant(frame[None])
-        scaled = shrink_antialiased(tf.cast(pixels, tf.float32) / 255.0, max(frame.shape[:2]))
-        boxed, _ = letterbox(scaled)
+        frames01 = tf.cast(pixels, tf.float32) / 255.0
+        boxed, _ = model.palm_input(frames01)
         palms.append(boxed.numpy().astype(np.float32))
-        found = model._palms(tf.cast(pixels, tf.float32) / 255.0, model.config.max_hands)
+        found = model._palms(frames01, model.config.max_hands)
         live = found.rois[0][found.live[0]]
         if len(live):
             crops = rotated_crops(pixels, live, tf.zeros([len(live)], tf.int32)) / 255.0
@@ -217,9 +219,8 @@ def measure(
             kind = 0 if palm else 1
             anchors = HandDetector.from_tflite(path).anchors.numpy() if palm else None
             built = {p: convert(network, side, p, calibration[kind][:100]) for p in PRECISIONS}
-            files = {}
+            files = {f"{p}.{file}": Path(scratch) / f"{p}.{file}" for p in PRECISIONS}
             for precision, data in built.items():
-                files[f"{precision}.{file}"] = Path(scratch) / f"{precision}.{file}"
                 files[f"{precision}.{file}"].write_bytes(data)
             frame = held_out_frames[0]
             timings = {t.file: t for t in time_networks(files, frame, seconds=seconds)}

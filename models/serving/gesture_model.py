@@ -41,6 +41,7 @@ from models.networks.face_tracking import FaceStage
 from models.networks.gesture_classifier import CROP_SIZE, NONE_LABEL, GestureHead, LandmarkFeatures
 from models.networks.hand_detector import (
     HandDetector,
+    Letterbox,
     letterbox,
     shrink_antialiased,
 )
@@ -219,12 +220,18 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         )
 
     # -- stage one -------------------------------------------------------------------
-    def _palms(self, frames01: tf.Tensor, slots: int) -> PalmCandidates:
-        frame_size = tf.cast(tf.shape(frames01)[1:3], tf.float32)
+    def palm_input(self, frames01: tf.Tensor) -> tuple[tf.Tensor, Letterbox]:
+        """What the palm detector is given for ``frames01`` (``[N, H, W, 3]`` in [0, 1]):
+        the frames shrunk (antialiased where configured) and letterboxed to its input,
+        and where the letterbox placed them."""
         if self.config.palm_antialias:
             frames01 = shrink_antialiased(frames01, max(self.config.input_size))
         # Letterbox placement is normalized: the same for the frame and its shrunk copy.
-        boxed, placement = letterbox(frames01)
+        return letterbox(frames01)
+
+    def _palms(self, frames01: tf.Tensor, slots: int) -> PalmCandidates:
+        frame_size = tf.cast(tf.shape(frames01)[1:3], tf.float32)
+        boxed, placement = self.palm_input(frames01)
         regressors, logits = self.detector.raw_keypoints(boxed)
         return palm_candidates(
             regressors,
