@@ -35,6 +35,7 @@ from publisher.errors import FrameExpiredError, PublishError
 from publisher.protocol import Frame
 from publisher.publishing import FramePublisher
 from publisher.settings import PublisherSettings
+from reactions.subscription import connect
 from tests.broker_node import PrivateBroker
 from tests.frames import RED, make_frame, make_jpeg
 from tests.workers import Worker, wait_until, worker_settings
@@ -77,9 +78,13 @@ class DurableSubscriber:
         self._connection: AbstractRobustConnection | None = None
 
     async def start(self) -> None:
-        # aio-pika reads the reconnect interval from the URL; 1 s keeps the test short.
-        self._connection = await aio_pika.connect_robust(
-            self._url + "?reconnect_interval=1&name=restart-test-subscriber"
+        # Connected as the reactions service connects: a bare aio_pika.connect_robust
+        # has no handshake timeout, and one reconnect attempt that reached the node
+        # while it booted after a SIGKILL waited on it for good (CI, stop 22: its
+        # consumer never came back). aio-pika reads the reconnect interval from the URL;
+        # 1 s keeps the test short.
+        self._connection = await connect(
+            self._url + "?reconnect_interval=1", "restart-test-subscriber"
         )
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=SUBSCRIBER_PREFETCH)
@@ -97,6 +102,17 @@ class DurableSubscriber:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
             self.deliveries.append((time.monotonic(), ReactionEvent.from_json(message.body)))
+
+    def state(self) -> str:
+        """Where its connection stands, for a failure message."""
+        connection = self._connection
+        if connection is None:
+            return "never connected"
+        if connection.is_closed:
+            return "closed"
+        if not connection.connected.is_set():
+            return "reconnecting" if connection.reconnecting else "disconnected"
+        return "connected"
 
     def event_ids(self) -> set[str]:
         return {str(event.event_id) for _, event in self.deliveries}
@@ -280,8 +296,9 @@ async def test_worker_publisher_and_subscriber_recover_from_a_broker_restart_los
                 f"{len(after)} such frames confirmed to the publisher "
                 f"(retried {publisher.stats.retried}), worker processed "
                 f"{counter(worker, 'frames_processed')} in all and is "
-                f"{'ready' if worker.is_ready() else 'not ready'}, subscriber's last "
-                f"event {last:+.1f} s from the restart, consumers now {dict(listed)} "
+                f"{'ready' if worker.is_ready() else 'not ready'}, subscriber "
+                f"{subscriber.state()} with its last event {last:+.1f} s from the "
+                f"restart, consumers now {dict(listed)} "
                 f"(before {dict(before_restart)})"
             ) from None
         stop_streaming.set()
