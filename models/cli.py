@@ -105,6 +105,12 @@ def _register_gesture_commands(
         default=defaults.feature_passes,
         help="augmented copies of each training crop",
     )
+    train.add_argument(
+        "--head-members",
+        type=int,
+        default=defaults.head_members,
+        help="gesture heads trained with different seeds and averaged into one",
+    )
     train.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
     train.add_argument("--version", default=defaults.version, help="model version to record")
     train.add_argument("--base-cache", type=Path, help="where the MediaPipe base models live")
@@ -177,6 +183,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         head_epochs=args.head_epochs,
         feature_passes=args.feature_passes,
+        head_members=args.head_members,
         limit=args.limit,
         version=args.version,
     )

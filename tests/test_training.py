@@ -18,7 +18,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # A whole training run and export (two stages and the face stage, SavedModel and
 # TFLite) in the module's first test: more than the suite's 120 s on a loaded machine.
 pytestmark = pytest.mark.timeout(300)
-SMOKE = TrainConfig(head_epochs=2, feature_passes=1, limit=8, version="smoke")
+# Two heads averaged: the ensemble path through training, cross-validation and export.
+SMOKE = TrainConfig(head_epochs=2, feature_passes=1, limit=8, head_members=2, version="smoke")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,10 @@ def test_a_smoke_run_trains_both_stages_and_exports(run_dir: Path) -> None:
     assert label_map.index('"smile"') > max(label_map.index(f'"{g}"') for g in meta["thresholds"])
     assert meta["face_labels"] == ["smile", "neutral"] and meta["faces"]["max_faces"] == 2
     assert meta["pose_labels"] == ["thinking", "raise_hand"]
-    assert list((run_dir / "head" / "checkpoints").glob("ckpt-2.index"))
+    for member in ("member-0", "member-1"):
+        assert list((run_dir / "head" / member / "checkpoints").glob("ckpt-2.index"))
+    # The two heads are served as one, their hidden layers side by side.
+    assert meta["train_config"]["head_members"] == 2
     # Calibrated on the training side, shipped with the model.
     assert 1.0 <= meta["config"]["box_scale"] <= 1.8
     assert set(meta["thresholds"]) == set(meta["head_labels"]) - {"none"}
@@ -56,9 +60,13 @@ def test_a_smoke_run_trains_both_stages_and_exports(run_dir: Path) -> None:
 
 
 def test_training_resumes_and_refuses_a_changed_recipe(run_dir: Path) -> None:
-    before = sorted(p.name for p in (run_dir / "head" / "checkpoints").iterdir())
+    def checkpoints() -> list[str]:
+        return sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("head/*/checkpoints/*"))
+
+    before = checkpoints()
+    assert any(name.startswith("head/member-1/checkpoints/") for name in before)
     train(DATA, run_dir, SMOKE)  # everything done already: nothing retrains
-    assert sorted(p.name for p in (run_dir / "head" / "checkpoints").iterdir()) == before
+    assert checkpoints() == before
     with pytest.raises(TrainingError, match="head_epochs"):
         train(DATA, run_dir, replace(SMOKE, head_epochs=3))
 
@@ -222,3 +230,8 @@ def test_rebuild_refuses_what_is_not_a_gesture_model(
     err = capsys.readouterr().err
     assert err.startswith("memelearning rebuild: ") and "model.json: cannot read" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_ensemble_of_no_heads_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"head_members must be at least 1 \(--head-members\)"):
+        train(DATA, tmp_path / "run", replace(SMOKE, head_members=0))

@@ -115,6 +115,28 @@ class GestureHead(tf.Module):  # type: ignore[misc]
             hidden = tf.nn.dropout(hidden, dropout)
         return tf.matmul(hidden, self.w2) + self.b2
 
+    @classmethod
+    def averaged(cls, heads: Sequence[GestureHead]) -> GestureHead:
+        """One head whose logits are the mean of ``heads``' logits: their hidden layers
+        side by side and their output layers stacked and divided by their number. So an
+        ensemble serves, exports and rebuilds as any head does. The heads must share
+        labels, features and standardization (trained on the same features)."""
+        first = heads[0]
+        if any(h.labels != first.labels for h in heads):
+            raise ValueError("heads of an ensemble must share their labels")
+        if any(not np.array_equal(h.mean.numpy(), first.mean.numpy()) for h in heads):
+            raise ValueError("heads of an ensemble must be standardized on the same features")
+        dimension, _ = (int(d) for d in first.w1.shape)
+        hidden = sum(int(h.w1.shape[1]) for h in heads)
+        merged = cls(first.labels, dimension, hidden=hidden)
+        merged.mean.assign(first.mean)
+        merged.scale.assign(first.scale)
+        merged.w1.assign(tf.concat([h.w1 for h in heads], axis=1))
+        merged.b1.assign(tf.concat([h.b1 for h in heads], axis=0))
+        merged.w2.assign(tf.concat([h.w2 for h in heads], axis=0) / len(heads))
+        merged.b2.assign(tf.add_n([h.b2 for h in heads]) / len(heads))
+        return merged
+
 
 @dataclass(frozen=True, slots=True)
 class CropAugment:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +139,28 @@ def train_head(
         progress.set_postfix(loss=f"{np.mean(losses):.3f}")
     progress.close()
     return head
+
+
+def train_heads(
+    labels: Sequence[str],
+    train: Features,
+    run_dir: Path,
+    config: HeadTrainingConfig,
+    members: int = 1,
+) -> GestureHead:
+    """A head trained on ``train``; with ``members`` > 1, that many heads that differ
+    in their seed (``config.seed``, ``config.seed + 1``, ...: initial weights, dropout
+    and order), averaged into one (:meth:`GestureHead.averaged`). Each checkpoints
+    under ``run_dir`` (``run_dir`` itself for one, ``run_dir/member-I`` for several)."""
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
+    heads = []
+    for i in range(members):
+        seeded = replace(config, seed=config.seed + i)
+        head = GestureHead(labels, train.x.shape[1], seed=seeded.seed)
+        train_head(head, train, run_dir if members == 1 else run_dir / f"member-{i}", seeded)
+        heads.append(head)
+    return heads[0] if members == 1 else GestureHead.averaged(heads)
 
 
 def predict(head: GestureHead, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from models.evaluate.evaluation import GroundTruth, Prediction
 from models.evaluate.frame_scores import GESTURE_ALIASES, ScoredFrame, summarize
 from models.networks.gesture_classifier import NONE_LABEL, GestureHead
-from models.train.classifier_training import Features, HeadTrainingConfig, predict, train_head
+from models.train.classifier_training import Features, HeadTrainingConfig, predict, train_heads
 from models.train.frame_hands import FrameHands, training_arrays
 
 HAND = "hand"
@@ -74,13 +74,15 @@ def leave_one_person_out(
     thresholds: Mapping[str, float],
     default_threshold: float,
     hand_score: float,
+    members: int = 1,
 ) -> dict[str, Any]:
     """Per person and overall figures (:func:`models.evaluate.frame_scores.summarize`) of the
     frames of ``people``, each person scored by a head that never saw them: trained on
     ``base`` plus the frames of every group but theirs and the ``held_out`` ones (a
     held-out person is scored by the ``shipped`` head). Turned frames
     (:data:`models.dataset.labels.TURNED_GESTURES`) are scored apart, under ``turned``,
-    and learned from only with ``learn_turned``."""
+    and learned from only with ``learn_turned``. Each person's head is an ensemble of
+    ``members`` as the shipped one is."""
     scored: list[ScoredFrame] = []
     turned: list[ScoredFrame] = []
     for person in people:
@@ -90,13 +92,13 @@ def leave_one_person_out(
         else:
             others = [frame for frame in frames if frame.group not in held_out | {person}]
             x, y = training_arrays(others, labels, repeat, turned=learn_turned)
-            head = GestureHead(labels, base.x.shape[1], seed=head_config.seed)
             with tempfile.TemporaryDirectory() as run_dir:
-                train_head(
-                    head,
+                head = train_heads(
+                    labels,
                     Features(np.concatenate([base.x, x]), np.concatenate([base.y, y])),
                     Path(run_dir),
                     head_config,
+                    members,
                 )
         for frame in mine:
             probabilities = (

@@ -80,6 +80,10 @@ class TrainConfig:
     down (:data:`models.dataset.labels.TURNED_GESTURES`; no frame of ours shows a real
     one). They are always scored (leave one person out); learning from them changed
     nothing there (docs/models.md), so the head learns thumbs down from HaGRID alone."""
+    head_members: int = 1
+    """Gesture heads trained with different seeds and averaged into the one shipped
+    (:func:`models.train.classifier_training.train_heads`); leave-one-person-out trains
+    as many for each person."""
     limit: int | None = None
     """Use at most this many images per source (smoke runs); None = all."""
     max_hands: int = 4
@@ -240,11 +244,15 @@ def train(
         Features,
         HeadTrainingConfig,
         extract_features,
-        train_head,
+        train_heads,
     )
     from models.train.cross_validation import leave_one_person_out
     from models.train.frame_hands import training_arrays
 
+    if config.head_members < 1:
+        raise TrainingError(
+            f"head_members must be at least 1 (--head-members), got {config.head_members}"
+        )
     _check_recipe(run_dir, config)
     out = run_dir / MODEL_SUBDIR
     # The TFLite file is the export's last write: with it there, the run is finished.
@@ -299,7 +307,9 @@ def train(
         np.concatenate([crop_features.y, y]),
     )
     head_config = HeadTrainingConfig(epochs=config.head_epochs, seed=config.seed)
-    train_head(head, train_features, run_dir / "head", head_config)
+    head = train_heads(
+        splits.gesture_labels, train_features, run_dir / "head", head_config, config.head_members
+    )
     validation = extract_features(
         splits.crops_validation,
         splits.gesture_labels,
@@ -328,6 +338,7 @@ def train(
             thresholds=thresholds,
             default_threshold=THRESHOLD_FLOOR,
             hand_score=config.hand_threshold,
+            members=config.head_members,
         )
         if signs_people
         else None
@@ -335,8 +346,8 @@ def train(
     meta = provenance(data_root, splits, config)
     meta["thresholds"] = thresholds
     meta["people_unseen"] = unseen
-    if config.faces:
-        model = model.with_settings(head, model.config, FaceStage.from_base_models(bases))
+    faces = FaceStage.from_base_models(bases) if config.faces else None
+    model = model.with_settings(head, model.config, faces)
     export(model, out, meta)
     write_model_card(out, json.loads((out / "model.json").read_text(encoding="utf-8")), None)
     logger.info("exported %s", out)
