@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from PIL import Image
 
 from publisher.protocol import FRAME_ROUTING_KEY, FRAMES_EXCHANGE, Frame
+from reactions.subscription import connect
 from worker.events import EVENTS_EXCHANGE, ReactionEvent, binding_key
 
 RED = (230, 20, 20)
@@ -76,7 +77,9 @@ class EventCollector:
         self._connection: AbstractRobustConnection | None = None
 
     async def __aenter__(self) -> EventCollector:
-        self._connection = await aio_pika.connect_robust(self._url)
+        # Connected as the reactions service connects (a timeout on every connect
+        # attempt): a bare aio_pika.connect_robust can wait for good on one attempt.
+        self._connection = await connect(self._url, "test-event-collector")
         channel = await self._connection.channel()
         exchange = await channel.declare_exchange(
             EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
