@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -151,6 +151,7 @@ class MeetingSimulator:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._connection: AbstractRobustConnection | None = None
+        self._frames_channel: AbstractChannel | None = None
         self.port = 0
 
     # -- test controls
@@ -232,6 +233,10 @@ class MeetingSimulator:
         ``FRAME_COPY_ARGUMENTS``); without read permission there, the page shows no
         video and everything else works."""
         channel = await connection.channel()
+        # Held for the simulator's life: a robust connection keeps its channels only
+        # weakly, and one collected while the broker is down is never restored (the
+        # page would show no video after an outage; docs/reliability.md).
+        self._frames_channel = channel
         try:
             await channel.set_qos(prefetch_count=FRAME_COPY_PREFETCH)
             exchange = await channel.declare_exchange(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from memelearning.amqp import connect_robust
 from publisher.errors import FrameExpiredError, PublishError
@@ -54,6 +54,7 @@ class Subscriber:
         self._other_hosts = other_hosts
         self.deliveries: list[tuple[float, ReactionEvent]] = []
         self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
 
     async def start(self) -> None:
         self._connection = await connect_robust(
@@ -61,7 +62,9 @@ class Subscriber:
             client_properties={"connection_name": "cluster-test-subscriber"},
             other_hosts=self._other_hosts,
         )
-        channel = await self._connection.channel()
+        # Held: a robust connection keeps its channels only weakly, and one collected
+        # while the node is down is never restored (docs/reliability.md).
+        self._channel = channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=200)
         exchange = await channel.declare_exchange(
             EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from PIL import Image
 
 from publisher.protocol import FRAME_ROUTING_KEY, FRAMES_EXCHANGE, Frame
@@ -75,12 +75,14 @@ class EventCollector:
         self.messages: list[AbstractIncomingMessage] = []
         self._changed = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
 
     async def __aenter__(self) -> EventCollector:
         # Connected as the reactions service connects (a timeout on every connect
         # attempt): a bare aio_pika.connect_robust can wait for good on one attempt.
         self._connection = await connect(self._url, "test-event-collector")
-        channel = await self._connection.channel()
+        # Held: a robust connection keeps its channels only weakly (docs/reliability.md).
+        self._channel = channel = await self._connection.channel()
         exchange = await channel.declare_exchange(
             EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )

@@ -29,7 +29,12 @@ from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 
 from publisher.errors import FrameExpiredError, PublishError
 from publisher.protocol import Frame
@@ -76,24 +81,28 @@ class DurableSubscriber:
         self._url = url
         self.deliveries: list[tuple[float, ReactionEvent]] = []
         self._connection: AbstractRobustConnection | None = None
+        # Held for as long as the subscriber lives: a robust connection keeps its
+        # channels only weakly, so a channel nobody holds can be collected while the
+        # node is down and is then never restored; the connection comes back without
+        # the consumer (CI, stops 22 and 23, in the SIGKILL scenario, whose outage is
+        # the longest; docs/reliability.md).
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
 
     async def start(self) -> None:
-        # Connected as the reactions service connects: a bare aio_pika.connect_robust
-        # has no handshake timeout, and one reconnect attempt that reached the node
-        # while it booted after a SIGKILL waited on it for good (CI, stop 22: its
-        # consumer never came back). aio-pika reads the reconnect interval from the URL;
-        # 1 s keeps the test short.
+        # Connected as the reactions service connects; aio-pika reads the reconnect
+        # interval from the URL, and 1 s keeps the test short.
         self._connection = await connect(
             self._url + "?reconnect_interval=1", "restart-test-subscriber"
         )
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=SUBSCRIBER_PREFETCH)
-        exchange = await channel.declare_exchange(
+        self._channel = await self._connection.channel()
+        await self._channel.set_qos(prefetch_count=SUBSCRIBER_PREFETCH)
+        exchange = await self._channel.declare_exchange(
             EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(EVENTS_QUEUE, durable=True)
-        await queue.bind(exchange, routing_key=binding_key())
-        await queue.consume(self._on_message)
+        self._queue = await self._channel.declare_queue(EVENTS_QUEUE, durable=True)
+        await self._queue.bind(exchange, routing_key=binding_key())
+        await self._queue.consume(self._on_message)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -12,6 +12,7 @@ import pytest
 
 from memelearning.cli import main
 from models.evaluate import stage_one
+from models.train.rebuild import read_trained
 from models.train.training import MODEL_SUBDIR, TrainConfig, TrainingError, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -53,6 +54,8 @@ def test_a_smoke_run_trains_both_stages_and_exports(run_dir: Path) -> None:
         assert list((run_dir / "head" / member / "checkpoints").glob("ckpt-2.index"))
     # The two heads are served as one, their hidden layers side by side.
     assert meta["train_config"]["head_members"] == 2
+    head, _, _ = read_trained(model)
+    assert int(head.w1.shape[1]) == 2 * 256
     # Calibrated on the training side, shipped with the model.
     assert 1.0 <= meta["config"]["box_scale"] <= 1.8
     assert set(meta["thresholds"]) == set(meta["head_labels"]) - {"none"}

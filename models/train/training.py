@@ -271,8 +271,8 @@ def train(
         input_size=config.input_size,
     )
     # The box scale needs stage one only: any head will do until the features' size is
-    # known. The head object is then shared: the real hands only need stage one, and
-    # the model exported at the end serves the head trained below.
+    # known. The real hands need stage one only too; the model exported at the end
+    # serves the head (or the heads averaged) trained below.
     placeholder = GestureHead(splits.gesture_labels, 1, seed=config.seed)
     unscaled = GestureModel.from_base_models(
         bases, placeholder, replace(base_config, box_scale=1.0)
