@@ -234,11 +234,7 @@ def train(
     import tensorflow as tf
 
     from models.networks.face_tracking import FaceStage
-    from models.networks.gesture_classifier import (
-        CROP_SIZE,
-        CropAugment,
-        GestureHead,
-    )
+    from models.networks.gesture_classifier import CropAugment, GestureHead
     from models.serving.gesture_model import GestureModel, ModelConfig, export
     from models.train.classifier_training import (
         Features,
@@ -270,18 +266,15 @@ def train(
         hand_threshold=config.hand_threshold,
         input_size=config.input_size,
     )
-    # The box scale needs stage one only: any head will do until the features' size is
-    # known. The real hands need stage one only too; the model exported at the end
-    # serves the head (or the heads averaged) trained below.
+    # The box scale and the real hands need stage one and the landmark features only:
+    # any head will do until one is trained below, which the exported model serves.
     placeholder = GestureHead(splits.gesture_labels, 1, seed=config.seed)
     unscaled = GestureModel.from_base_models(
         bases, placeholder, replace(base_config, box_scale=1.0)
     )
     features = unscaled.features
-    dimension = int(features(tf.zeros([1, CROP_SIZE, CROP_SIZE, 3]))[0].shape[1])
-    head = GestureHead(splits.gesture_labels, dimension, seed=config.seed)
     box_scale = calibrate_box_scale(unscaled, splits.calibration, config.input_size)
-    model = unscaled.with_settings(head, replace(base_config, box_scale=box_scale))
+    model = unscaled.with_settings(placeholder, replace(base_config, box_scale=box_scale))
 
     logger.info("stage 2: %d training crops for the gesture head", len(splits.crops.train))
     crop_features = extract_features(
