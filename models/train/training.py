@@ -240,6 +240,7 @@ def train(
         Features,
         HeadTrainingConfig,
         extract_features,
+        predict,
         train_heads,
     )
     from models.train.cross_validation import leave_one_person_out
@@ -313,7 +314,7 @@ def train(
         cache=run_dir / "head" / "validation_features.npz",
         desc="validation crops",
     )
-    probabilities = tf.nn.softmax(head.logits(tf.constant(validation.x))).numpy()
+    probabilities = predict(head, validation.x)
     thresholds = calibrate_thresholds(probabilities, validation.y, splits.gesture_labels)
     logger.info("hand box scale %.2f; thresholds %s", box_scale, thresholds)
     signs_people = sorted({f.group for f in frames} - {HANDS_GROUP})
