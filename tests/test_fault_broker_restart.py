@@ -83,9 +83,9 @@ class DurableSubscriber:
         self._connection: AbstractRobustConnection | None = None
         # Held for as long as the subscriber lives: a robust connection keeps its
         # channels only weakly, so a channel nobody holds can be collected while the
-        # node is down and is then never restored; the connection comes back without
-        # the consumer (CI, stops 22 and 23, in the SIGKILL scenario, whose outage is
-        # the longest; docs/reliability.md).
+        # node is down and is then never restored, and the connection comes back
+        # without the consumer (a probe shows it; the likely path of the two CI
+        # failures of the SIGKILL scenario: docs/reliability.md).
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
 
