@@ -157,7 +157,7 @@ def _detected(detector: Any, job: InProcessJob) -> tuple[list[int], list[int], l
     reaction event (a face at rest, ``neutral``, is a detection but no event: a frame
     with nothing else would never reach the subscriber), and how many hands and faces
     the model found in each of those."""
-    from worker.decode import decode_into
+    from worker.decode import decode_fitted
     from worker.events import NOT_REACTIONS
 
     metadata = json.loads((job.model_dir / "model.json").read_text(encoding="utf-8"))
@@ -171,7 +171,7 @@ def _detected(detector: Any, job: InProcessJob) -> tuple[list[int], list[int], l
     hands: list[int] = []
     faces: list[int] = []
     for i, jpeg in enumerate(job.jpegs):
-        decode_into(jpeg, frame[0], max_pixels=job.max_frame_pixels)
+        decode_fitted(jpeg, frame[0], max_pixels=job.max_frame_pixels, fit=detector.frame_fit)
         if any(d.label not in NOT_REACTIONS for d in detector.detect(frame)[0]):
             kept.append(i)
             # Every hand the model found costs its network passes, also one whose
@@ -213,13 +213,15 @@ def _description(model_dir: Path) -> str | None:
 
 def _measure_bare(detector: Any, job: InProcessJob, size: int) -> BareResult:
     """``detect`` alone, on frames decoded beforehand: the model's own ceiling."""
-    from worker.decode import decode_into
+    from worker.decode import decode_fitted
 
     height, width = detector.input_size
     count = min(len(job.jpegs), max(size, 32))
     frames = np.empty((count, height, width, 3), dtype=np.uint8)
     for i in range(count):
-        decode_into(job.jpegs[i], frames[i], max_pixels=job.max_frame_pixels)
+        decode_fitted(
+            job.jpegs[i], frames[i], max_pixels=job.max_frame_pixels, fit=detector.frame_fit
+        )
     batches = [frames[(i * size) % count :][:size] for i in range(max(1, count // size))]
     batches = [b if len(b) == size else frames[:size] for b in batches]
     detector.warm_up([size])
@@ -260,7 +262,7 @@ def measure_pipeline(
 ) -> InProcessResult:
     """Decode and detect ``job.jpegs`` in batches of ``size`` as the worker's batch loop
     does, for ``job.intervals`` intervals of ``job.interval_s``."""
-    from worker.decode import decode_into
+    from worker.decode import decode_fitted
 
     height, width = detector.input_size
     jpegs = job.jpegs
@@ -275,10 +277,11 @@ def measure_pipeline(
         images = np.empty((size, height, width, 3), dtype=np.uint8)
         futures = [
             pool.submit(
-                decode_into,
+                decode_fitted,
                 jpegs[(first + i) % len(jpegs)],
                 images[i],
                 max_pixels=job.max_frame_pixels,
+                fit=detector.frame_fit,
             )
             for i in range(size)
         ]

@@ -5,7 +5,7 @@ Prints a table and writes JSON and PNG plots.
 
 1. Bare model: ``detect`` on frames decoded beforehand, at batch sizes 1-32, for
    both runtimes (TensorFlow SavedModel, LiteRT ``model.tflite``).
-2. In process: JPEG bytes → ``worker.decode.decode_into`` on a pool of decode threads
+2. In process: JPEG bytes → ``worker.decode.decode_fitted`` on a pool of decode threads
    → ``detect`` with the worker's runtime, one batch after the other, as ``Worker``
    does; its ratio to the bare model.
 3. End to end: a load process publishes with ``FramePublisher`` as fast as the confirm
@@ -441,12 +441,13 @@ def _measure_limit(
         return unknown(paths)
     import numpy as np
 
-    from worker.decode import decode_into
+    from worker.decode import decode_fitted
 
     height, width = metadata.get("input_size") or (480, 640)
+    fit = metadata.get("frame_fit", "stretch")
     frames = np.empty((len(jpegs), height, width, 3), np.uint8)
     for index, jpeg in enumerate(jpegs):
-        decode_into(jpeg, frames[index], max_pixels=1 << 30)
+        decode_fitted(jpeg, frames[index], max_pixels=1 << 30, fit=fit)
     timings = time_networks(paths, frames[0], seconds=seconds)
     limit = physical_limit(timings, hands, cores=cores, faces=faces)
     # The same frames through the whole model, at one thread and at one per core.

@@ -14,21 +14,23 @@ from typing import Any
 
 import worker.service
 from memelearning.cli import main
-from worker.decode import decode_into
+from worker.decode import FrameFit, Placement, decode_fitted
 
 EXIT_CODE = 70
 
 
 def _install(target: str) -> None:
-    real = decode_into
+    real = decode_fitted
 
-    def decode_or_die(data: bytes, out: Any, *, max_pixels: int) -> tuple[int, int]:
+    def decode_or_die(
+        data: bytes, out: Any, *, max_pixels: int, fit: FrameFit
+    ) -> tuple[tuple[int, int], Placement]:
         if hashlib.sha256(data).hexdigest() == target:
             os._exit(EXIT_CODE)
-        return real(data, out, max_pixels=max_pixels)
+        return real(data, out, max_pixels=max_pixels, fit=fit)
 
-    # The worker calls decode_into through its own module's name.
-    setattr(worker.service, "decode_into", decode_or_die)  # noqa: B010
+    # The worker calls decode_fitted through its own module's name.
+    setattr(worker.service, "decode_fitted", decode_or_die)  # noqa: B010
 
 
 if __name__ == "__main__":

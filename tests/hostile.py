@@ -36,9 +36,10 @@ from reactions.decide import Decision
 from reactions.service import ReactionService
 from reactions.settings import ReactionsSettings
 from reactions.tail import format_event
+from worker.decode import FRAME_FITS, FrameFit
 from worker.events import ReactionEvent
 from worker.outcomes import FrameRejected, FrameStale
-from worker.service import Worker
+from worker.service import Worker, _Item
 from worker.settings import WorkerSettings
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -189,6 +190,7 @@ class FrameChecker:
         self.counts: dict[str, int] = {}
         self.slowest_check_s = 0.0
         self.slowest_decode_s = 0.0
+        self.decodes = 0
 
     def envelope(self, message: FakeMessage, now_ms: float) -> Outcome:
         outcome, seconds = _timed(self._envelope, message, now_ms)
@@ -208,7 +210,12 @@ class FrameChecker:
         return Outcome("accepted")
 
     def decode(self, body: bytes) -> Outcome:
-        error, seconds = _timed(self.worker._decode, body, self.out)
+        # Both ways a model may ask for frames, in turn: a letterboxed frame writes
+        # bands around a smaller resize, a stretched one fills the input.
+        fit: FrameFit = FRAME_FITS[self.decodes % len(FRAME_FITS)]
+        self.decodes += 1
+        item = _Item(cast(AbstractIncomingMessage, FakeMessage(body)))
+        error, seconds = _timed(self.worker._decode, item, self.out, fit)
         self.slowest_decode_s = max(self.slowest_decode_s, seconds)
         assert seconds < DECODE_LIMIT_S, f"decode took {seconds:.3f} s ({len(body)} bytes)"
         return Outcome("accepted") if error is None else self._rejected(error)

@@ -330,6 +330,11 @@ def test_metadata_comes_from_model_json(tmp_path: Path) -> None:
     assert (detector.name, detector.version) == ("hands-ssd", "2024.06.1")
     assert detector.input_size == (240, 288)
     assert "NOT a gesture detector" in metadata["description"]
+    assert detector.frame_fit == "stretch"
+    # And a model that asks for letterboxed frames gets them
+    metadata["frame_fit"] = "letterbox"
+    (model / "model.json").write_text(json.dumps(metadata))
+    assert Detector.load(model).frame_fit == "letterbox"
 
 
 def test_metadata_falls_back_without_model_json(
@@ -382,6 +387,7 @@ def test_model_json_contradicting_the_signature_is_refused(tmp_path: Path) -> No
         ('{"version": 1.5}', "version must be a string"),
         ('{"input_size": [320]}', "input_size must be"),
         ('{"input_size": [320, 0]}', "input_size must be"),
+        ('{"frame_fit": "crop"}', "frame_fit must be one of stretch, letterbox, got 'crop'"),
     ],
 )
 def test_malformed_model_json_is_refused(

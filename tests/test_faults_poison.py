@@ -32,7 +32,7 @@ from tests.faults import (
 )
 from tests.frames import BLUE, RED, EventCollector, make_frame, make_jpeg, publish_frames
 from tests.workers import SpyDetector, Worker, messages_ready, wait_until, worker_settings
-from worker.decode import decode_into
+from worker.decode import FrameFit, Placement, decode_fitted
 from worker.service import DetectorLike
 
 DELIVERY_LIMIT = 3
@@ -91,16 +91,18 @@ async def test_a_poison_frame_is_dead_lettered_after_the_delivery_limit_and_the_
 ) -> None:
     detectors: list[DetectorLike]
     if path == "decoder":
-        real_decode = decode_into
+        real_decode = decode_fitted
 
-        def crashing_decode(data: bytes, out: Any, *, max_pixels: int) -> tuple[int, int]:
+        def crashing_decode(
+            data: bytes, out: Any, *, max_pixels: int, fit: FrameFit
+        ) -> tuple[tuple[int, int], Placement]:
             # Not a bad-input rejection: an unexpected crash inside the decoder, as a
             # bug in a JPEG library would raise.
             if data == POISON_JPEG:
                 raise RuntimeError("simulated decoder crash")
-            return real_decode(data, out, max_pixels=max_pixels)
+            return real_decode(data, out, max_pixels=max_pixels, fit=fit)
 
-        monkeypatch.setattr("worker.service.decode_into", crashing_decode)
+        monkeypatch.setattr("worker.service.decode_fitted", crashing_decode)
         detectors = [colour_detector, colour_detector]
     else:
         detectors = [SpyDetector(colour_detector, fail_if=is_poison_image) for _ in range(2)]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.repositories import make_repository
 from worker.control import ServingChanged
+from worker.decode import FrameFit
 from worker.detector import Detection
 from worker.metrics import WorkerMetrics
 from worker.repository import ModelRepository, ServingState
@@ -26,6 +27,7 @@ class FakeDetector:
     """Stands in for a loaded version: loading and warming cost nothing here."""
 
     max_batch: int | None = None
+    frame_fit: FrameFit = "stretch"
     input_size = (32, 32)
 
     def __init__(self, path: Path, fail_warm_up: bool) -> None:

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 import aio_pika
 import numpy as np
 import numpy.typing as npt
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from PIL import Image
 
 from tests.frames import BLUE, RED, EventCollector, make_frame, publish_frames
 from tests.workers import Worker, worker_settings
-from worker.detector import Detection
+from worker.decode import FrameFit
+from worker.detector import Detection, Detector
 from worker.events import (
     EVENTS_EXCHANGE,
     FrameDetections,
@@ -29,6 +35,7 @@ class TwoHandsOnRed:
     version = "1"
     input_size = (32, 32)
     max_batch: int | None = None
+    frame_fit: FrameFit = "stretch"
 
     def warm_up(self, batch_sizes: Iterable[int]) -> None:
         pass
@@ -95,6 +102,58 @@ async def test_every_processed_frame_has_one_detections_message_with_all_its_han
                 (7, "fist"),
                 (7, "peace"),
             ]
+    finally:
+        await connection.close()
+        await worker.stop()
+
+
+async def test_a_letterboxing_model_gets_whole_frames_and_its_boxes_land_on_the_frame(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    from models.serving.contract_model import export_colour_model
+
+    # Given a model that asks for letterboxed frames (4:3 input)
+    model = export_colour_model(tmp_path / "m", input_size=(48, 64))
+    metadata = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**metadata, "frame_fit": "letterbox"}))
+    detector = Detector.load(model, default_threshold=0.05)
+    # and a 16:9 frame, blue with a red block over rows 1/4..3/4 and columns 1/4..1/2
+    pixels = np.zeros((72, 128, 3), np.uint8)
+    pixels[...] = BLUE
+    pixels[18:54, 32:64] = RED
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
+    received: list[FrameDetections] = []
+    arrived = asyncio.Event()
+
+    async def keep(message: AbstractIncomingMessage) -> None:
+        async with message.process():
+            received.append(FrameDetections.from_json(message.body))
+            arrived.set()
+
+    worker = Worker(worker_settings(amqp_url, score_threshold=0.05), detector=detector)
+    await worker.start()
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, routing_key=detections_binding_key("m1"))
+        await queue.consume(keep)
+        # When the worker processes it
+        await publish_frames(amqp_url, [make_frame(jpeg=buffer.getvalue())])
+        async with asyncio.timeout(60):
+            await arrived.wait()
+        hands = {hand.label: hand for hand in received[0].hands}
+        # Then the model saw the frame between black bands: the colours cover 3/4 of
+        # its input (stretched, blue alone would have covered 7/8)
+        assert hands["blue"].score == pytest.approx(0.75 * 7 / 8, abs=0.03)
+        assert hands["red"].score == pytest.approx(0.75 * 1 / 8, abs=0.03)
+        # and the red block's box is where it lies on the frame, not on the input
+        box = hands["red"].box
+        assert (box.ymin, box.xmin, box.ymax, box.xmax) == pytest.approx(
+            (0.25, 0.25, 0.75, 0.5), abs=0.04
+        )
     finally:
         await connection.close()
         await worker.stop()

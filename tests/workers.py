@@ -12,6 +12,7 @@ import aio_pika
 import numpy as np
 import numpy.typing as npt
 
+from worker.decode import FrameFit
 from worker.detector import Detection
 from worker.service import DetectorLike, Worker
 from worker.settings import WorkerSettings
@@ -26,6 +27,7 @@ class ThumbsUpDetector:
     version = "1"
     input_size = (32, 32)
     max_batch: int | None = None
+    frame_fit: FrameFit = "stretch"
 
     def warm_up(self, batch_sizes: Iterable[int]) -> None:
         pass
@@ -84,6 +86,10 @@ class SpyDetector:
     @property
     def max_batch(self) -> int | None:
         return self.inner.max_batch
+
+    @property
+    def frame_fit(self) -> FrameFit:
+        return self.inner.frame_fit
 
     def warm_up(self, batch_sizes: Iterable[int]) -> None:
         self.inner.warm_up(batch_sizes)

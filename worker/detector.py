@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from publisher.protocol import ID_PATTERN
+from worker.decode import FRAME_FITS, FrameFit
 from worker.labelmap import LabelMap, LabelMapError, load_label_map
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class ModelMetadata:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     """Per-label thresholds the model ships (calibrated when it was trained); the
     worker's own per-label settings override them, and they override its default."""
+    frame_fit: FrameFit = "stretch"
+    """How a frame of another shape than the input goes in (:mod:`worker.decode`):
+    stretched (the default, as every model without the field was built) or
+    letterboxed."""
 
 
 class ContractDetector:
@@ -109,8 +114,10 @@ class ContractDetector:
         static_size: bool,
         max_batch: int | None,
         thresholds: Mapping[str, float],
+        frame_fit: FrameFit = "stretch",
     ) -> None:
         self._name = name
+        self._frame_fit: FrameFit = frame_fit
         self._version = version
         self._labels = labels
         self._input_size = input_size
@@ -152,6 +159,12 @@ class ContractDetector:
     def input_size(self) -> tuple[int, int]:
         """(H, W) to resize frames to before :meth:`detect`."""
         return self._input_size
+
+    @property
+    def frame_fit(self) -> FrameFit:
+        """How frames of another shape than :attr:`input_size` are fitted into it
+        (``model.json``'s ``frame_fit``); the caller maps boxes back (``Placement``)."""
+        return self._frame_fit
 
     @property
     def max_batch(self) -> int | None:
@@ -300,6 +313,7 @@ class Detector(ContractDetector):
         static_size: bool,
         max_batch: int | None,
         thresholds: Mapping[str, float],
+        frame_fit: FrameFit = "stretch",
     ) -> None:
         """Internal: use :meth:`load`."""
         super().__init__(
@@ -310,6 +324,7 @@ class Detector(ContractDetector):
             static_size=static_size,
             max_batch=max_batch,
             thresholds=thresholds,
+            frame_fit=frame_fit,
         )
         # The loaded root owns the variables the signature reads; keep it alive.
         self._root = root
@@ -383,6 +398,7 @@ class Detector(ContractDetector):
             static_size=static_size,
             max_batch=None if batch is None else int(batch),
             thresholds=per_label,
+            frame_fit=metadata.frame_fit,
         )
         logger.info(
             "loaded model %s version %s from %s: input %dx%d, batch %s, labels %s",
@@ -505,11 +521,15 @@ def _read_metadata(path: Path) -> ModelMetadata:
         )
     ):
         raise ModelError(f"{path}: thresholds must map label names to scores in [0, 1]")
+    fit = data.get("frame_fit", "stretch")
+    if fit not in FRAME_FITS:
+        raise ModelError(f"{path}: frame_fit must be one of {', '.join(FRAME_FITS)}, got {fit!r}")
     return ModelMetadata(
         name=name,
         version=version,
         input_size=input_size,
         thresholds={k: float(v) for k, v in shipped.items()},
+        frame_fit=fit,
     )
 
 

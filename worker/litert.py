@@ -29,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from worker.decode import FrameFit
 from worker.detector import (
     METADATA_FILE,
     OUTPUT_RANKS,
@@ -78,6 +79,7 @@ class LiteRtDetector(ContractDetector):
         input_size: tuple[int, int],
         max_batch: int | None,
         thresholds: Mapping[str, float],
+        frame_fit: FrameFit = "stretch",
     ) -> None:
         """Internal: use :meth:`load`."""
         super().__init__(
@@ -88,6 +90,7 @@ class LiteRtDetector(ContractDetector):
             static_size=True,
             max_batch=max_batch,
             thresholds=thresholds,
+            frame_fit=frame_fit,
         )
         # The runner borrows the interpreter's tensors; keep the interpreter alive.
         self._interpreter = interpreter
@@ -156,6 +159,7 @@ class LiteRtDetector(ContractDetector):
             input_size=input_size,
             max_batch=batch,
             thresholds=per_label,
+            frame_fit=metadata.frame_fit,
         )
         logger.info(
             "loaded model %s version %s from %s with LiteRT (%d threads): input %dx%d, "

@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import aio_pika
@@ -43,7 +43,7 @@ from memelearning.settings import SettingsError
 from publisher.protocol import FrameError, FrameMeta, parse_frame
 from worker import topology
 from worker.control import declare_control_queue
-from worker.decode import decode_into
+from worker.decode import WHOLE, FrameFit, Placement, decode_fitted
 from worker.events import (
     CONTENT_TYPE,
     FACE_LABELS,
@@ -89,6 +89,8 @@ class DetectorLike(Protocol):
     def input_size(self) -> tuple[int, int]: ...
     @property
     def max_batch(self) -> int | None: ...
+    @property
+    def frame_fit(self) -> FrameFit: ...
     def detect(self, images: npt.NDArray[np.uint8]) -> list[list[Detection]]: ...
     def warm_up(self, batch_sizes: Iterable[int]) -> None: ...
 
@@ -101,6 +103,9 @@ class _Item:
     received: float = field(default_factory=time.monotonic)
     meta: FrameMeta | None = None
     detections: list[Detection] = field(default_factory=list)
+    placement: Placement = WHOLE
+    """Where the frame lies in the model's input (letterboxed frames only: the
+    model's boxes are mapped back onto the frame before they are published)."""
     settling: bool = False
     model: ModelRef | None = None
     """The model version the frame was routed to (not the loaded model itself: a
@@ -563,7 +568,11 @@ class Worker:
             decoded = await asyncio.gather(
                 *(
                     loop.run_in_executor(
-                        self._decode_pool, self._decode, item.message.body, arrays[served][i]
+                        self._decode_pool,
+                        self._decode,
+                        item,
+                        arrays[served][i],
+                        served.detector.frame_fit,
                     )
                     for served, i, item in jobs
                 )
@@ -600,7 +609,7 @@ class Worker:
                     if detections is None:
                         self._spawn_settle(item, _Requeue("inference_failed"))
                     else:
-                        item.detections = detections
+                        item.detections = on_frame(detections, item.placement)
                         self._spawn_settle(item, None, detected_ms)
             except Exception:
                 self._requeue_unsettled(items)
@@ -624,9 +633,13 @@ class Worker:
             raise FrameStale()
         return meta
 
-    def _decode(self, body: bytes, out: npt.NDArray[np.uint8]) -> FrameRejected | _Requeue | None:
+    def _decode(
+        self, item: _Item, out: npt.NDArray[np.uint8], fit: FrameFit
+    ) -> FrameRejected | _Requeue | None:
         try:
-            decode_into(body, out, max_pixels=self.settings.max_frame_pixels)
+            _, item.placement = decode_fitted(
+                item.message.body, out, max_pixels=self.settings.max_frame_pixels, fit=fit
+            )
         except FrameRejected as exc:
             return exc
         except Exception:
@@ -907,6 +920,19 @@ def build_events(
         )
         for d in sorted(best.values(), key=lambda d: -d.score)
     ]
+
+
+def on_frame(detections: list[Detection], placement: Placement) -> list[Detection]:
+    """The model's detections with their boxes on the frame instead of the model's
+    input; a detection that lies wholly in a letterbox band is no detection."""
+    if placement.whole:
+        return detections
+    placed = []
+    for detection in detections:
+        box = placement.to_frame(detection.box)
+        if box is not None:
+            placed.append(replace(detection, box=box))
+    return placed
 
 
 def build_frame_detections(
