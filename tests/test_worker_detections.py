@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aio_pika
@@ -52,40 +53,60 @@ class TwoHandsOnRed:
         ]
 
 
-async def test_every_processed_frame_has_one_detections_message_with_all_its_hands(
-    amqp_url: str,
-) -> None:
-    received: list[AbstractIncomingMessage] = []
-    arrived = asyncio.Event()
+class DetectionsTail:
+    """Every frame-detections message of meeting ``m1``, as it arrives."""
 
-    async def keep(message: AbstractIncomingMessage) -> None:
+    def __init__(self) -> None:
+        self.received: list[AbstractIncomingMessage] = []
+        self._arrived = asyncio.Event()
+
+    async def keep(self, message: AbstractIncomingMessage) -> None:
         async with message.process():
-            received.append(message)
-            arrived.set()
+            self.received.append(message)
+            self._arrived.set()
 
-    worker = Worker(worker_settings(amqp_url), detector=TwoHandsOnRed())
-    await worker.start()
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(60):
+            while len(self.received) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+@asynccontextmanager
+async def detections_tail(amqp_url: str) -> AsyncIterator[DetectionsTail]:
+    tail = DetectionsTail()
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(exchange, routing_key=detections_binding_key("m1"))
-        await queue.consume(keep)
-        async with EventCollector(amqp_url, meeting="m1") as events:
+        await queue.consume(tail.keep)
+        yield tail
+    finally:
+        await connection.close()
+
+
+async def test_every_processed_frame_has_one_detections_message_with_all_its_hands(
+    amqp_url: str,
+) -> None:
+    worker = Worker(worker_settings(amqp_url), detector=TwoHandsOnRed())
+    await worker.start()
+    try:
+        async with (
+            detections_tail(amqp_url) as tail,
+            EventCollector(amqp_url, meeting="m1") as events,
+        ):
             # given a frame with two hands and one with none
             two = make_frame(RED, sequence=7)
             none = make_frame(BLUE, sequence=8)
             # when the worker processes them
             await publish_frames(amqp_url, [two, none])
-            async with asyncio.timeout(60):
-                while len(received) < 2:
-                    arrived.clear()
-                    await arrived.wait()
+            await tail.wait_for(2)
             # then each frame has its detections message: both hands, best first
             by_sequence = {
                 found.sequence: (found, message)
-                for message in received
+                for message in tail.received
                 for found in [FrameDetections.from_json(message.body)]
             }
             found, message = by_sequence[7]
@@ -103,7 +124,6 @@ async def test_every_processed_frame_has_one_detections_message_with_all_its_han
                 (7, "peace"),
             ]
     finally:
-        await connection.close()
         await worker.stop()
 
 
@@ -123,28 +143,15 @@ async def test_a_letterboxing_model_gets_whole_frames_and_its_boxes_land_on_the_
     pixels[18:54, 32:64] = RED
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
-    received: list[FrameDetections] = []
-    arrived = asyncio.Event()
-
-    async def keep(message: AbstractIncomingMessage) -> None:
-        async with message.process():
-            received.append(FrameDetections.from_json(message.body))
-            arrived.set()
-
     worker = Worker(worker_settings(amqp_url, score_threshold=0.05), detector=detector)
     await worker.start()
-    connection = await aio_pika.connect(amqp_url)
     try:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, routing_key=detections_binding_key("m1"))
-        await queue.consume(keep)
-        # When the worker processes it
-        await publish_frames(amqp_url, [make_frame(jpeg=buffer.getvalue())])
-        async with asyncio.timeout(60):
-            await arrived.wait()
-        hands = {hand.label: hand for hand in received[0].hands}
+        async with detections_tail(amqp_url) as tail:
+            # When the worker processes it
+            await publish_frames(amqp_url, [make_frame(jpeg=buffer.getvalue())])
+            await tail.wait_for(1)
+        found = FrameDetections.from_json(tail.received[0].body)
+        hands = {hand.label: hand for hand in found.hands}
         # Then the model saw the frame between black bands: the colours cover 3/4 of
         # its input (stretched, blue alone would have covered 7/8)
         assert hands["blue"].score == pytest.approx(0.75 * 7 / 8, abs=0.03)
@@ -155,5 +162,4 @@ async def test_a_letterboxing_model_gets_whole_frames_and_its_boxes_land_on_the_
             (0.25, 0.25, 0.75, 0.5), abs=0.04
         )
     finally:
-        await connection.close()
         await worker.stop()
