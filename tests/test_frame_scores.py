@@ -17,6 +17,7 @@ from models.evaluate.frame_scores import (
     false_gestures_per_100,
     hands_found,
     load_frame,
+    load_placed,
     out_of_vocabulary_rate,
     truth_found,
 )
@@ -91,3 +92,58 @@ def test_frames_are_decoded_and_resized_as_the_worker_does(tmp_path: Path) -> No
     expected = np.empty((360, 480, 3), np.uint8)
     decode_into(path.read_bytes(), expected, max_pixels=10**8)
     np.testing.assert_array_equal(load_frame(path, (360, 480)), expected)
+
+
+def test_letterboxed_frames_are_loaded_as_the_worker_fits_them(tmp_path: Path) -> None:
+    from worker.decode import decode_fitted
+
+    path = tmp_path / "wide.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (360, 640, 3), np.uint8)).save(path)
+    expected = np.empty((360, 480, 3), np.uint8)
+    _, placement = decode_fitted(path.read_bytes(), expected, max_pixels=10**8, fit="letterbox")
+    image, placed = load_placed(path, (360, 480), fit="letterbox")
+    np.testing.assert_array_equal(image, expected)
+    assert placed == placement and not placed.whole
+    np.testing.assert_array_equal(load_frame(path, (360, 480), fit="letterbox"), expected)
+
+
+def test_a_letterboxing_models_boxes_are_scored_on_the_frame(tmp_path: Path) -> None:
+    # A model that finds one hand where the frame's truth box lies on its input: the
+    # box it reports must be scored where the truth is, on the frame.
+    import tensorflow as tf
+
+    from models.dataset.voc import Annotation, Box
+    from models.evaluate.assessment import _Model, score_frames
+
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (640, 360), (90, 90, 90)).save(path)
+    truth = (0.2, 0.25, 0.6, 0.5)  # on the frame: rows 72..216, columns 160..320
+    on_input = (45 / 360 + 0.2 * 0.75, 0.25, 45 / 360 + 0.6 * 0.75, 0.5)
+    boxes = tf.constant([[on_input, (0.0, 0.0, 0.1, 0.1)]], tf.float32)  # 2nd: in a band
+    model = _Model(
+        root=None,
+        serve=lambda input_tensor: {
+            "num_detections": tf.constant([2.0]),
+            "detection_boxes": boxes,
+            "detection_classes": tf.constant([[1.0, 1.0]]),
+            "detection_scores": tf.constant([[0.9, 0.8]]),
+        },
+        hands=lambda input_tensor: {
+            "num_hands": tf.constant([2]),
+            "hand_boxes": boxes,
+            "hand_scores": tf.constant([[0.95, 0.9]]),
+        },
+        crops=lambda crops: {},
+        faces=None,
+        labels={1: "like"},
+        head_labels=("like", "none"),
+        input_size=(360, 480),
+        meta={"frame_fit": "letterbox", "thresholds": {"like": 0.5}},
+    )
+    annotation = Annotation(
+        tmp_path / "wide.xml", path, 640, 360, (Box("like", 160, 72, 320, 216),), "p"
+    )
+    (frame,) = score_frames(model, [annotation], str, lambda a: a.group, "test")
+    assert [h.box for h in frame.hands] == [pytest.approx(truth, abs=1e-6)]
+    assert [g.box for g in frame.gestures] == [pytest.approx(truth, abs=1e-6)]
+    assert hands_found([frame], 0.5) == (1, 1)

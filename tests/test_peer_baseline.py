@@ -27,7 +27,7 @@ from models.evaluate.peer_baseline import (
     peer_predictions,
     run_peer,
 )
-from worker.decode import decode_into
+from worker.decode import decode_fitted, decode_into
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -134,6 +134,25 @@ def test_the_script_decodes_frames_as_the_worker_does(folder: str) -> None:
         np.testing.assert_array_equal(peer.decode(data, SIZE), ours)
 
 
+@pytest.mark.parametrize("folder", ["hands/test", "signs/aniket-singh-01", "signs/mikeandino"])
+def test_the_script_letterboxes_frames_as_the_worker_does_without_the_bands(folder: str) -> None:
+    # MediaPipe letterboxes a frame itself: the peer gets what lies between our bands.
+    # Two frames of each shape in the folder (4:3, 16:9, portrait).
+    seen: dict[tuple[int, int], int] = {}
+    for path in sorted((DATA / folder).glob("*.jpg")):
+        data = path.read_bytes()
+        ours = np.empty((*SIZE, 3), np.uint8)
+        shape, placement = decode_fitted(data, ours, max_pixels=100_000_000, fit="letterbox")
+        seen[shape] = seen.get(shape, 0) + 1
+        if seen[shape] > 2:
+            continue
+        top, left = round(placement.top * SIZE[0]), round(placement.left * SIZE[1])
+        height, width = round(placement.height * SIZE[0]), round(placement.width * SIZE[1])
+        np.testing.assert_array_equal(
+            peer.decode(data, SIZE, "letterbox"), ours[top : top + height, left : left + width]
+        )
+
+
 def test_the_script_sees_a_room_condition_as_the_project_does() -> None:
     # peer.py loads conditions.py by path (the project is not installed in its
     # environment): the same bytes must come out as from the project's import.
@@ -166,18 +185,21 @@ def test_landmark_boxes_are_tight() -> None:
 
 
 def test_requests_take_a_list_or_paths_and_size() -> None:
-    assert peer._request(["a.jpg"], (360, 480)) == (["a.jpg"], (360, 480), None)
+    assert peer._request(["a.jpg"], (360, 480)) == (["a.jpg"], (360, 480), None, "stretch")
     assert peer._request({"paths": ["a.jpg"], "size": [90, 120]}, (360, 480)) == (
         ["a.jpg"],
         (90, 120),
         None,
+        "stretch",
     )
     assert peer._request({"paths": ["a.jpg"], "condition": "dim"}, (360, 480))[2] == "dim"
+    assert peer._request({"paths": ["a.jpg"], "fit": "letterbox"}, (360, 480))[3] == "letterbox"
     for bad in (
         {"paths": "a.jpg"},
         {"paths": [], "size": 3},
         [1, 2],
         {"paths": [], "condition": 3},
+        {"paths": [], "fit": "crop"},
     ):
         with pytest.raises(peer.PeerError):
             peer._request(bad, (360, 480))

@@ -58,7 +58,7 @@ from models.evaluate.frame_scores import (
     ScoredFrame,
     frame_truths,
     gesture_detection,
-    load_frame,
+    load_placed,
     summarize,
 )
 from models.evaluate.model_card import (
@@ -70,6 +70,7 @@ from models.evaluate.model_card import (
 )
 from models.evaluate.peer_baseline import peer_frames
 from models.train.training import TrainConfig, load_splits
+from worker.decode import FrameFit, Placement
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ class _Model:
     head_labels: tuple[str, ...]
     input_size: tuple[int, int]
     meta: dict[str, Any]
+
+    @property
+    def fit(self) -> FrameFit:
+        """How the worker fits a frame into :attr:`input_size` for this model."""
+        fit: FrameFit = self.meta.get("frame_fit", "stretch")
+        return fit
 
 
 class EvaluationError(Exception):
@@ -132,9 +139,10 @@ def _load(model_dir: Path) -> _Model:
 
 
 def _frame(
-    path: Path, size: tuple[int, int], condition: str | None = None
-) -> npt.NDArray[np.uint8]:
-    return load_frame(path, size, condition)[None]
+    path: Path, model: _Model, condition: str | None = None
+) -> tuple[npt.NDArray[np.uint8], Placement]:
+    image, placement = load_placed(path, model.input_size, condition, model.fit)
+    return image[None], placement
 
 
 def _box(values: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
@@ -177,27 +185,23 @@ def score_frames(
     )
     frames = []
     for annotation in tqdm(annotations, desc=desc, unit="frame"):
-        image = tf.constant(_frame(annotation.image_path, model.input_size, condition))
+        pixels, placement = _frame(annotation.image_path, model, condition)
+        image = tf.constant(pixels)
         hands_out = model.hands(input_tensor=image)
-        count = int(hands_out["num_hands"][0])
         hands = tuple(
-            Prediction(
-                HAND,
-                float(hands_out["hand_scores"][0, i]),
-                _box(hands_out["hand_boxes"][0, i].numpy()),
-            )
-            for i in range(count)
+            Prediction(HAND, float(hands_out["hand_scores"][0, i]), box)
+            for i in range(int(hands_out["num_hands"][0]))
+            if (box := placement.to_frame(_box(hands_out["hand_boxes"][0, i].numpy())))
         )
         out = model.serve(input_tensor=image)
         gestures, reported = [], []
         for i in range(int(out["num_detections"][0])):
             label = model.labels.get(int(out["detection_classes"][0, i]))
             score = float(out["detection_scores"][0, i])
-            if label is None or score <= 0 or label in not_gestures:
+            box = placement.to_frame(_box(out["detection_boxes"][0, i].numpy()))
+            if label is None or score <= 0 or label in not_gestures or box is None:
                 continue
-            found = Prediction(
-                GESTURE_ALIASES.get(label, label), score, _box(out["detection_boxes"][0, i].numpy())
-            )
+            found = Prediction(GESTURE_ALIASES.get(label, label), score, box)
             gestures.append(found)
             if score >= thresholds.get(label, DEFAULT_THRESHOLD):
                 reported.append(found)
@@ -350,17 +354,23 @@ def evaluate(
     if peer_python is not None:
         peer = {
             "hands_test": summarize(
-                peer_frames(peer_python, splits.hands_test, hands_truth, model.input_size),
+                peer_frames(
+                    peer_python, splits.hands_test, hands_truth, model.input_size, fit=model.fit
+                ),
                 gestures,
                 hand_score=0.0,
             ),
             "signs_held_out": summarize(
-                peer_frames(peer_python, signs_held_out, _as_labelled, model.input_size),
+                peer_frames(
+                    peer_python, signs_held_out, _as_labelled, model.input_size, fit=model.fit
+                ),
                 held_out_classes,
                 hand_score=0.0,
             ),
             "signs_gestures": summarize(
-                peer_frames(peer_python, signs_gestures, _as_labelled, model.input_size),
+                peer_frames(
+                    peer_python, signs_gestures, _as_labelled, model.input_size, fit=model.fit
+                ),
                 sign_classes,
                 hand_score=0.0,
             ),
@@ -373,7 +383,12 @@ def evaluate(
         turned = sorted({_turned_truth(b.label) for a in thumbs for b in a.boxes} - {UNKNOWN})
         peer["signs_thumbs_turned"] = summarize(
             peer_frames(
-                peer_python, thumbs, _turned_truth, model.input_size, condition=conditions.TURN
+                peer_python,
+                thumbs,
+                _turned_truth,
+                model.input_size,
+                condition=conditions.TURN,
+                fit=model.fit,
             ),
             turned,
             hand_score=0.0,
@@ -396,14 +411,13 @@ def evaluate(
                     model.input_size,
                     group_of=_group_of(key),
                     condition=room,
+                    fit=model.fit,
                 )
                 in_rooms[room]["peer"][key] = summarize(theirs, classes, hand_score=0.0)
-    frames = np.concatenate(
-        [_frame(a.image_path, model.input_size) for a in splits.hands_test[:16]]
-    )
+    frames = np.concatenate([_frame(a.image_path, model)[0] for a in splits.hands_test[:16]])
     figures = speed(model, model_dir, frames)
     faces = (
-        face_figures(model.faces, data_root, model.input_size, limit)
+        face_figures(model.faces, data_root, model.input_size, limit, fit=model.fit)
         if model.faces is not None
         else None
     )
@@ -416,6 +430,7 @@ def evaluate(
             model.input_size,
             limit,
             DEFAULT_THRESHOLD,
+            fit=model.fit,
         )
         if model.meta.get("pose_labels")
         else None

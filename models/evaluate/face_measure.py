@@ -180,9 +180,12 @@ def measure_found(stage: Any, data: Path) -> dict[str, Any]:
     """Share of the frames of ``signs/`` (one person's face in every frame) in which
     the stage finds a face, per person and overall; and how many frames report two."""
     from models.evaluate.frame_scores import load_frame
+    from models.serving.gesture_model import ModelConfig
 
     paths = sorted((data / "signs").glob("*/*.jpg"))
-    out = run_stage(stage, (load_frame(p, FRAME_SIZE) for p in paths))
+    # Fitted as the worker fits frames for the model this stage serves in.
+    fit = ModelConfig().frame_fit
+    out = run_stage(stage, (load_frame(p, FRAME_SIZE, fit=fit) for p in paths))
     count = out["num_faces"]
     people = sorted({p.parent.name for p in paths})
     person = np.array([p.parent.name for p in paths])

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from models.dataset.splits import stratified_split
 from models.evaluate.face_measure import SEED, TEST_FRACTION, GenkiFace, genki_faces, genki_frame
 from models.evaluate.frame_scores import load_frame
+from worker.decode import FrameFit
 
 FaceSignature = Callable[..., Mapping[str, Any]]
 
@@ -98,10 +99,13 @@ def found_figures(
     data_root: Path,
     input_size: tuple[int, int],
     limit: int | None = None,
+    fit: FrameFit = "stretch",
 ) -> dict[str, Any]:
     paths = _spread(sorted((data_root / "signs").glob("*/*.jpg")), limit)
     count, _ = _batched(
-        signature, [partial(load_frame, p, input_size) for p in paths], "signs faces"
+        signature,
+        [partial(load_frame, p, input_size, fit=fit) for p in paths],
+        "signs faces",
     )
     person = np.array([p.parent.name for p in paths])
     return {
@@ -119,12 +123,14 @@ def face_figures(
     data_root: Path,
     input_size: tuple[int, int],
     limit: int | None = None,
+    fit: FrameFit = "stretch",
 ) -> dict[str, Any]:
     """Both sets of figures, as ``metrics.json`` holds them under ``faces`` (``limit``:
-    at most that many crops and frames each, for smoke runs)."""
+    at most that many crops and frames each, for smoke runs; ``fit``: how the worker
+    fits a frame into ``input_size`` for this model)."""
     return {
         "smile_genki_held_out": smile_figures(signature, data_root, limit),
-        "found_signs": found_figures(signature, data_root, input_size, limit),
+        "found_signs": found_figures(signature, data_root, input_size, limit, fit),
     }
 
 
@@ -162,6 +168,7 @@ def pose_figures(
     input_size: tuple[int, int],
     limit: int | None = None,
     default_threshold: float = 0.5,
+    fit: FrameFit = "stretch",
 ) -> dict[str, Any]:
     """``thinking`` and ``raise_hand`` as the exported model reports them
     (``serving_default``, the worker's thresholds) on every frame of ``signs/`` and
@@ -180,7 +187,7 @@ def pose_figures(
         chunk = paths[start : start + batch]
         out = serve(
             input_tensor=tf.constant(
-                np.stack([load_frame(data_root / p, input_size) for p in chunk])
+                np.stack([load_frame(data_root / p, input_size, fit=fit) for p in chunk])
             )
         )
         for i in range(len(chunk)):

@@ -28,6 +28,7 @@ from models.evaluate.evaluation import (
     ground_truth_from_annotation,
     iou,
 )
+from worker.decode import FrameFit, Placement
 
 OUT_OF_VOCABULARY: Final = "no_gesture"
 """Truth label of a hand that makes none of our gestures (three or four fingers up)."""
@@ -39,19 +40,28 @@ INSIDE: Final = 0.6
 
 
 def load_frame(
-    path: Path, size: tuple[int, int], condition: str | None = None
+    path: Path, size: tuple[int, int], condition: str | None = None, fit: FrameFit = "stretch"
 ) -> npt.NDArray[np.uint8]:
     """The frame as the worker hands it to the model: its JPEG bytes (as a camera in
     room ``condition`` would have sent them, :mod:`models.evaluate.conditions`) decoded
-    and resized by :func:`worker.decode.decode_into` to ``size`` (H, W)."""
-    from worker.decode import decode_into
+    and fitted into ``size`` (H, W) by :func:`worker.decode.decode_fitted` as the
+    model's ``frame_fit`` says."""
+    return load_placed(path, size, condition, fit)[0]
+
+
+def load_placed(
+    path: Path, size: tuple[int, int], condition: str | None = None, fit: FrameFit = "stretch"
+) -> tuple[npt.NDArray[np.uint8], Placement]:
+    """:func:`load_frame`, and where the frame lies in it: boxes the model reports on
+    it go back onto the frame with ``Placement.to_frame``, as the worker maps them."""
+    from worker.decode import decode_fitted
 
     out = np.empty((size[0], size[1], 3), np.uint8)
     data = path.read_bytes()
     if condition is not None:
         data = conditions.apply(condition, data, path.name)
-    decode_into(data, out, max_pixels=100_000_000)
-    return out
+    _, placement = decode_fitted(data, out, max_pixels=100_000_000, fit=fit)
+    return out, placement
 
 
 def frame_truths(

@@ -82,7 +82,13 @@ def write_model_card(
         *_faces_lines(meta),
         f"Score = hand score x gesture probability. Up to {config.get('max_hands', '?')} "
         f"hands per frame; hands scoring below {config.get('hand_threshold', '?')} are not "
-        f"classified. Input size the worker resizes frames to: {meta.get('input_size')}.",
+        f"classified. Input size the worker resizes frames to: {meta.get('input_size')}, "
+        + (
+            "a frame of another shape whole between black bands (`frame_fit: letterbox`; "
+            "boxes are mapped back onto the frame)."
+            if meta.get("frame_fit") == "letterbox"
+            else "a frame of another shape stretched to it."
+        ),
         "",
         "## How it is built",
         f"1. Hands, the way MediaPipe finds them: {_palm_detector(meta)} (stock weights, "

@@ -10,10 +10,12 @@ project, so it is run by path::
 
 The input (``--input FILE``, or standard input) is JSON: ``{"paths": [...], "size":
 [H, W]}`` (and ``"condition": NAME`` to see each frame as a camera in that room would
-have sent it, :mod:`models.evaluate.conditions`, loaded from beside this file), or a
-bare list of paths with ``--size HxW`` (default 360x480, the model's input size). Each
-JPEG is decoded and resized exactly as ``worker/decode.py`` does
-(Pillow, ``draft`` to the target size, RGB, BILINEAR resize) and run through the
+have sent it, :mod:`models.evaluate.conditions`, loaded from beside this file;
+``"fit": "letterbox"`` to keep each frame's shape, as the worker does for a model
+whose ``frame_fit`` says so), or a bare list of paths with ``--size HxW`` (default
+360x480, the model's input size). Each JPEG is decoded and resized exactly as
+``worker/decode.py`` does (Pillow, ``draft`` to the target size, RGB, BILINEAR resize;
+a letterboxed frame at the size it fills, without the bands) and run through the
 recognizer in IMAGE mode with ``num_hands=2`` and the default confidences.
 
 The output is JSON Lines on standard output: one line about the run (``"peer"``), then
@@ -88,6 +90,7 @@ TO_OURS: Final = {
 DEFAULT_SIZE: Final = (360, 480)
 NUM_HANDS: Final = 2
 MAX_PIXELS: Final = 100_000_000
+FITS: Final = ("stretch", "letterbox")
 
 
 class PeerError(Exception):
@@ -97,14 +100,23 @@ class PeerError(Exception):
 # --- frames, as worker/decode.py decodes them ------------------------------------------
 
 
-def decode(data: bytes, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """JPEG ``data`` as uint8 RGB ``[H, W, 3]`` at ``size`` (H, W): the steps of
-    ``worker.decode.decode_into``, which is not imported because the project's modules
-    are not installed here."""
-    height, width = size
+def decode(data: bytes, size: tuple[int, int], fit: str = "stretch") -> npt.NDArray[np.uint8]:
+    """JPEG ``data`` as uint8 RGB ``[H, W, 3]`` at ``size`` (H, W), or, when ``fit`` is
+    ``letterbox``, at the largest size within it that keeps the frame's shape (no
+    bands: MediaPipe letterboxes a frame itself, and its boxes stay the frame's): the
+    steps of ``worker.decode.decode_fitted``, which is not imported because the
+    project's modules are not installed here."""
+    if fit not in FITS:
+        raise PeerError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
     with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
         if image.width * image.height > MAX_PIXELS:
             raise PeerError(f"{image.width}x{image.height} pixels is over {MAX_PIXELS}")
+        height, width = size
+        if fit == "letterbox":
+            scale = min(height / image.height, width / image.width)
+            inner = (round(image.height * scale), round(image.width * scale))
+            if height - inner[0] > 1 or width - inner[1] > 1:
+                height, width = max(1, inner[0]), max(1, inner[1])
         image.draft("RGB", (width, height))
         rgb = image.convert("RGB")
         if rgb.size != (width, height):
@@ -292,6 +304,7 @@ def run(
     size: tuple[int, int],
     bundle_path: Path | None,
     condition: str | None = None,
+    fit: str = "stretch",
 ) -> int:
     import mediapipe as mp  # type: ignore[import-not-found, unused-ignore]
 
@@ -305,6 +318,7 @@ def run(
         "num_hands": NUM_HANDS,
         "labels": TO_OURS,
         "condition": condition,
+        "fit": fit,
     }
     change = room(condition)
     print(json.dumps({"peer": info}), flush=True)
@@ -314,7 +328,7 @@ def run(
                 data = Path(name).read_bytes()
                 if change is not None:
                     data = change(data, Path(name).name)
-                frame = decode(data, size)
+                frame = decode(data, size, fit)
             except (OSError, ValueError, SyntaxError, PeerError) as exc:
                 raise PeerError(f"{name}: cannot decode: {exc}") from None
             start = time.perf_counter()
@@ -330,10 +344,14 @@ def _size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _request(raw: Any, size: tuple[int, int]) -> tuple[list[str], tuple[int, int], str | None]:
+def _request(raw: Any, size: tuple[int, int]) -> tuple[list[str], tuple[int, int], str | None, str]:
     paths = raw
     condition = None
+    fit = "stretch"
     if isinstance(raw, dict):
+        fit = raw.get("fit", fit)
+        if fit not in FITS:
+            raise PeerError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         paths = raw.get("paths")
         size = raw.get("size", size)
         condition = raw.get("condition")
@@ -347,7 +365,7 @@ def _request(raw: Any, size: tuple[int, int]) -> tuple[list[str], tuple[int, int
         or not all(isinstance(v, int) and v > 0 for v in size)
     ):
         raise PeerError(f"size must be two positive integers (H, W), got {size!r}")
-    return paths, (int(size[0]), int(size[1])), condition
+    return paths, (int(size[0]), int(size[1])), condition, fit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = args.input.read_text(encoding="utf-8") if args.input else sys.stdin.read()
-        paths, size, condition = _request(json.loads(text), args.size)
-        return run(paths, size, args.bundle, condition)
+        paths, size, condition, fit = _request(json.loads(text), args.size)
+        return run(paths, size, args.bundle, condition, fit)
     except (PeerError, ValueError, OSError) as exc:
         print(f"peer: {exc}", file=sys.stderr)
         return 1

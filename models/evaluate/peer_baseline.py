@@ -127,15 +127,17 @@ def run_peer(
     desc: str | None = None,
     script: Path = PEER_SCRIPT,
     condition: str | None = None,
+    fit: str = "stretch",
 ) -> list[PeerFrame]:
     """Run the stock recognizer (``script`` under ``peer_python``) on the JPEGs at
     ``paths`` (as a camera in room ``condition`` would have sent them, when given),
-    each resized to ``input_size`` (H, W) as the worker resizes frames. Returns one
+    each fitted into ``input_size`` (H, W) as the worker fits frames for our model
+    (``fit``: stretched, or whole at their own shape). Returns one
     :class:`PeerFrame` per path, in order. ``desc`` shows a progress bar."""
     if not peer_python.is_file() or not os.access(peer_python, os.X_OK):
         raise PeerUnavailable(f"no peer environment at {peer_python}: run bash scripts/peer-env.sh")
     wanted = [str(p.resolve()) for p in paths]
-    request: dict[str, Any] = {"paths": wanted, "size": list(input_size)}
+    request: dict[str, Any] = {"paths": wanted, "size": list(input_size), "fit": fit}
     if condition is not None:
         request["condition"] = conditions.check(condition)
     frames: list[PeerFrame] = []
@@ -204,6 +206,7 @@ def peer_frames(
     growth: float = DEFAULT_GROWTH,
     script: Path = PEER_SCRIPT,
     condition: str | None = None,
+    fit: str = "stretch",
 ) -> list[ScoredFrame]:
     """The peer scored like our model: one :class:`ScoredFrame` per annotation, truths
     labelled by ``label_of``, grouped by ``group_of`` (default: the annotation's
@@ -217,6 +220,7 @@ def peer_frames(
         desc="peer (MediaPipe)" + (f", {condition}" if condition else ""),
         script=script,
         condition=condition,
+        fit=fit,
     )
     out = []
     for annotation, frame in zip(annotations, frames, strict=True):

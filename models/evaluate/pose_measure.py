@@ -74,15 +74,19 @@ def find_landmarks(data: Path, paths: Sequence[str], batch: int = 8) -> Landmark
     from models.serving.gesture_model import GestureModel, ModelConfig
 
     bases = base_model_paths()
+    config = ModelConfig()
     # Landmarks do not depend on the head: an untrained one with a `none` class will do.
-    model = GestureModel.from_base_models(
-        bases, GestureHead(("fist", "none"), 736, seed=3), ModelConfig()
-    )
+    model = GestureModel.from_base_models(bases, GestureHead(("fist", "none"), 736, seed=3), config)
     faces = FaceStage.from_base_models(bases)
     parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("h", "hl", "f", "fl")}
     for start in range(0, len(paths), batch):
         frames = tf.constant(
-            np.stack([load_frame(data / p, FRAME_SIZE) for p in paths[start : start + batch]])
+            np.stack(
+                [
+                    load_frame(data / p, FRAME_SIZE, fit=config.frame_fit)
+                    for p in paths[start : start + batch]
+                ]
+            )
         )
         _, scores, _, points = model.hand_landmarks(frames)
         found = faces(frames)

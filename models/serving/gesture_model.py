@@ -55,6 +55,7 @@ from models.networks.hand_tracking import (
     rotated_crops,
 )
 from models.networks.poses import pose_scores
+from worker.decode import FrameFit
 
 TFLITE_FILE: Final = "model.tflite"
 _FRAMES: Final = tf.TensorSpec([None, None, None, 3], tf.uint8, name="input_tensor")
@@ -101,6 +102,10 @@ class ModelConfig:
     """The classifier's square crop's side, as a multiple of the hand box's longer side."""
     input_size: tuple[int, int] = (360, 480)
     """(H, W) the worker resizes frames to, and the TFLite input size."""
+    frame_fit: FrameFit = "letterbox"
+    """How the worker fits a frame of another shape into ``input_size``
+    (``model.json``'s ``frame_fit``, :mod:`worker.decode`): whole between black bands
+    since v7, so a 16:9 camera's hands keep their shape; v1-v6 were stretched."""
 
 
 def crop_squares(
@@ -532,6 +537,7 @@ def export(
     meta = {
         **metadata,
         "input_size": list(model.config.input_size),
+        "frame_fit": model.config.frame_fit,
         "config": asdict(model.config),
         "head_labels": list(model.head.labels),
         "face_labels": list(FACE_LABELS) if model.faces is not None else [],

@@ -33,7 +33,8 @@ from models.dataset.labels import TURNED_GESTURES
 from models.dataset.voc import Annotation
 from models.evaluate import conditions
 from models.evaluate.evaluation import iou
-from models.evaluate.frame_scores import load_frame
+from models.evaluate.frame_scores import load_placed
+from worker.decode import FrameFit
 
 MATCH_IOU: Final = 0.5
 """A stage-one hand stands for an annotated one at this IoU (as the evaluation counts)."""
@@ -92,6 +93,7 @@ def collect(
     label_of: Callable[[Annotation, Any], str | None],
     *,
     input_size: tuple[int, int],
+    fit: FrameFit = "stretch",
     passes: int,
     seed: int,
     desc: str = "frame hands",
@@ -102,7 +104,9 @@ def collect(
     an annotated hand's gesture (``None``: not a hand to learn from or score).
     ``turned``: each frame that shows a gesture of
     :data:`~models.dataset.labels.TURNED_GESTURES`, turned half a circle, with only
-    those hands (relabelled); the other frames are left out."""
+    those hands (relabelled); the other frames are left out. Frames go in as the
+    worker fits them (``fit``); found hands' boxes are kept on the frame, as the
+    worker reports them."""
     import tensorflow as tf
 
     from models.serving.gesture_model import crop_squares
@@ -144,7 +148,9 @@ def collect(
         wanted = labelled(annotation)
         if turned and not wanted:
             continue
-        frame = load_frame(annotation.image_path, input_size, conditions.TURN if turned else None)
+        frame, placement = load_placed(
+            annotation.image_path, input_size, conditions.TURN if turned else None, fit
+        )
         found, presence, count = hands(tf.constant(frame[None]))
         count = int(count[0])
         boxes = found[0, :count].numpy().astype(np.float32)
@@ -153,18 +159,21 @@ def collect(
         for label, truth in wanted:
             if not count:
                 continue
-            overlap = iou(truth, boxes.astype(np.float64))
+            overlap = iou(placement.to_input(truth), boxes.astype(np.float64))
             best = int(np.argmax(overlap))
             if overlap[best] >= MATCH_IOU:
                 variants = [boxes[best], *_jittered(boxes[best], passes - 1, rng)]
                 samples.append((label, crop_features(frame, variants)))
+        on_frame = [placement.to_frame((float(y0), float(x0), float(y1), float(x1)))
+                    for y0, x0, y1, x1 in boxes]  # fmt: skip
+        kept = [i for i, box in enumerate(on_frame) if box is not None]
         out.append(
             FrameHands(
                 annotation.group,
                 tuple(wanted),
-                boxes,
-                presence[0, :count].numpy().astype(np.float32),
-                features,
+                np.asarray([on_frame[i] for i in kept], np.float32).reshape(-1, 4),
+                presence[0, :count].numpy().astype(np.float32)[kept],
+                features[kept] if count else features,
                 tuple(samples),
                 turned,
             )

@@ -32,10 +32,11 @@ from models.dataset.labels import (
 from models.dataset.splits import Split, group_split, stratified_split
 from models.dataset.voc import Annotation, VocDataset, read_voc_dir
 from models.evaluate.evaluation import iou
-from models.evaluate.frame_scores import load_frame
+from models.evaluate.frame_scores import load_placed
 from models.evaluate.model_card import write_model_card
 from models.networks.base_models import HAND_MODELS, BaseModel, base_model_paths
 from models.train.frame_hands import FrameHands, collect
+from worker.decode import FrameFit
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +90,17 @@ class TrainConfig:
     max_hands: int = 4
     hand_threshold: float = 0.5
     input_size: tuple[int, int] = (360, 480)
+    frame_fit: FrameFit = "letterbox"
+    """How frames of another shape go into ``input_size``, here as in the worker
+    (``model.json``'s ``frame_fit``): whole between black bands, so the hands of 16:9
+    frames keep their shape in the box calibration and the real hands the head
+    learns from, as in the served model."""
     faces: bool = True
     """Join the face stage (:mod:`models.networks.face_tracking`: every face labelled ``smile``
     or ``neutral``) to the exported model. It has no trained part here: its smile fit
     ships in :mod:`models.networks.smile` (``python -m models.evaluate.face_measure smile``)."""
     name: str = "memelearning-gestures"
-    version: str = "6"
+    version: str = "7"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -266,6 +272,7 @@ def train(
         max_hands=config.max_hands,
         hand_threshold=config.hand_threshold,
         input_size=config.input_size,
+        frame_fit=config.frame_fit,
     )
     # The box scale and the real hands need stage one and the landmark features only:
     # any head will do until one is trained below, which the exported model serves.
@@ -274,7 +281,9 @@ def train(
         bases, placeholder, replace(base_config, box_scale=1.0)
     )
     features = unscaled.features
-    box_scale = calibrate_box_scale(unscaled, splits.calibration, config.input_size)
+    box_scale = calibrate_box_scale(
+        unscaled, splits.calibration, config.input_size, config.frame_fit
+    )
     model = unscaled.with_settings(placeholder, replace(base_config, box_scale=box_scale))
 
     logger.info("stage 2: %d training crops for the gesture head", len(splits.crops.train))
@@ -390,6 +399,7 @@ def real_hands(
             annotations,
             label_of,
             input_size=config.input_size,
+            fit=config.frame_fit,
             passes=config.frame_hand_passes,
             seed=config.seed,
             desc=desc,
@@ -438,31 +448,38 @@ BOX_SCALES: Final = tuple(round(1.0 + 0.05 * i, 2) for i in range(17))
 
 
 def calibrate_box_scale(
-    model: Any, annotations: Sequence[Annotation], input_size: tuple[int, int]
+    model: Any,
+    annotations: Sequence[Annotation],
+    input_size: tuple[int, int],
+    fit: FrameFit = "stretch",
 ) -> float:
     """The growth of the landmarks' bounds that finds the most annotated hands at
     IoU >= 0.5 on ``annotations`` (training people only): LabelImg boxes take in the
     wrist and the skin around the joints, landmarks do not. ``model`` must have
-    ``box_scale`` 1."""
+    ``box_scale`` 1; frames go in as the worker fits them (``fit``)."""
     import tensorflow as tf
 
     hands = tf.function(model.hands)
     found = np.zeros(len(BOX_SCALES))
     for annotation in tqdm(annotations, desc="box scale", unit="frame"):
-        frame = load_frame(annotation.image_path, input_size)
+        frame, placement = load_placed(annotation.image_path, input_size, fit=fit)
         boxes, _, valid = hands(tf.constant(frame[None]))
         predicted = boxes[0, : int(valid[0])].numpy()
         if not len(predicted):
             continue
         centre = (predicted[:, :2] + predicted[:, 2:]) / 2
         half = (predicted[:, 2:] - predicted[:, :2]) / 2
+        # Compared on the input, where the model draws its boxes: IoU is the same on
+        # the frame, once a grown box is cut to the frame as the worker cuts it.
         truth = [
-            (b.ymin / annotation.height, b.xmin / annotation.width,
-             b.ymax / annotation.height, b.xmax / annotation.width)
+            placement.to_input((b.ymin / annotation.height, b.xmin / annotation.width,
+                                b.ymax / annotation.height, b.xmax / annotation.width))
             for b in annotation.boxes
         ]  # fmt: skip
+        low, high = np.array(placement.bounds[:2] * 2), np.array(placement.bounds[2:] * 2)
         for i, scale in enumerate(BOX_SCALES):
-            grown = np.clip(np.concatenate([centre - half * scale, centre + half * scale], 1), 0, 1)
+            grown = np.concatenate([centre - half * scale, centre + half * scale], 1)
+            grown = np.clip(grown, low, high)
             found[i] += sum(iou(box, grown).max() >= 0.5 for box in truth)
     return BOX_SCALES[int(found.argmax())]
 
