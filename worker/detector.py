@@ -401,12 +401,13 @@ class Detector(ContractDetector):
             frame_fit=metadata.frame_fit,
         )
         logger.info(
-            "loaded model %s version %s from %s: input %dx%d, batch %s, labels %s",
+            "loaded model %s version %s from %s: input %dx%d (%s), batch %s, labels %s",
             detector.name,
             detector.version,
             model_dir,
             input_size[0],
             input_size[1],
+            detector.frame_fit,
             "dynamic" if detector.max_batch is None else f"fixed {detector.max_batch}",
             ", ".join(f"{n}>={t:g}" for n, t in per_label.items()) or "none reported",
         )

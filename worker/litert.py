@@ -162,7 +162,7 @@ class LiteRtDetector(ContractDetector):
             frame_fit=metadata.frame_fit,
         )
         logger.info(
-            "loaded model %s version %s from %s with LiteRT (%d threads): input %dx%d, "
+            "loaded model %s version %s from %s with LiteRT (%d threads): input %dx%d (%s), "
             "batch %s, labels %s",
             detector.name,
             detector.version,
@@ -170,6 +170,7 @@ class LiteRtDetector(ContractDetector):
             threads,
             input_size[0],
             input_size[1],
+            detector.frame_fit,
             "dynamic" if batch is None else f"fixed {batch}",
             ", ".join(f"{n}>={t:g}" for n, t in per_label.items()) or "none reported",
         )
