@@ -171,7 +171,8 @@ def _register_gesture_commands(
         metavar="NAMES",
         help="also score the held-out frames as cameras in other rooms would send them: "
         "'all' or a comma-separated list of dim, backlight, overexposed, warm_lamp, "
-        "low_angle, motion_blur, webcam (about a minute per condition, twice with the peer)",
+        "low_angle, motion_blur, webcam, wide (a 16:9 camera: the frame's top and bottom "
+        "cut away) (about a minute per condition, twice with the peer)",
     )
     evaluate.set_defaults(func=_evaluate)
 

@@ -7,8 +7,9 @@ again under each condition below, for our model and the peer alike, to show what
 up where the data does not reach.
 
 Each condition turns a frame's JPEG bytes into the JPEG bytes a camera in that room
-would have sent (at the frame's own size, in memory: nothing is written), so the frame
-then takes the worker's own decode path. Noise is seeded from the frame's name, so a
+would have sent (at the frame's own size, in memory: nothing is written; ``wide``, a
+16:9 camera, cuts the frame to that shape), so the frame then takes the worker's own
+decode path. Noise is seeded from the frame's name, so a
 run is repeatable and both detectors see the same pixels. Light is changed in linear
 light (sRGB decoded with gamma 2.2), as a sensor sees it.
 
@@ -157,6 +158,43 @@ def webcam(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[
     return np.asarray(back, np.uint8)
 
 
+WIDE: Final = 9 / 16
+"""``wide``: the height of a 16:9 camera's frame, as a share of its width."""
+KEPT: Final = 0.5
+"""``wide``: a labelled hand with less than this share of its height left in the cut
+frame is no longer one to find."""
+
+
+def _wide_rows(height: int, width: int) -> tuple[int, int]:
+    """(first row, rows) of a ``height`` x ``width`` frame that a 16:9 camera framing
+    the same person keeps: the middle rows; all of them for a frame as wide or wider."""
+    rows = min(height, round(width * WIDE))
+    return (height - rows) // 2, rows
+
+
+def wide(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
+    """A 16:9 camera, as most meeting cameras are, framing the same person: the frame's
+    top and bottom cut away (the people and hands of our frames are mostly 4:3). Not
+    a light but a shape: a model fed stretched frames sees the hands squeezed."""
+    del rng  # a fixed geometry, so that the labels can follow it
+    top, rows = _wide_rows(*rgb.shape[:2])
+    return np.ascontiguousarray(rgb[top : top + rows])
+
+
+def wide_box(box: Box, size: tuple[int, int]) -> Box | None:
+    """Where ``box`` lies after :func:`wide` on a frame of ``size`` (H, W): cut at the
+    new edges; None when less than :data:`KEPT` of its height is left."""
+    height, width = size
+    top, rows = _wide_rows(height, width)
+    ymin, xmin, ymax, xmax = box
+    low = (ymin * height - top) / rows
+    high = (ymax * height - top) / rows
+    cut_low, cut_high = max(low, 0.0), min(high, 1.0)
+    if high <= low or (cut_high - cut_low) < KEPT * (high - low):
+        return None
+    return (cut_low, xmin, cut_high, xmax)
+
+
 Condition = Callable[[npt.NDArray[np.uint8], np.random.Generator], npt.NDArray[np.uint8]]
 CONDITIONS: Final[dict[str, Condition]] = {
     "dim": dim,
@@ -166,6 +204,7 @@ CONDITIONS: Final[dict[str, Condition]] = {
     "low_angle": low_angle,
     "motion_blur": motion_blur,
     "webcam": webcam,
+    "wide": wide,
 }
 """Every room condition, by the name reports use."""
 
@@ -189,6 +228,9 @@ BOX_MOVES: Final[dict[str, Callable[[Box], Box]]] = {
     TURN: turned_box,
 }
 """Changes that move what is in the frame, and where they move a labelled box."""
+CUTS: Final[dict[str, Callable[[Box, tuple[int, int]], Box | None]]] = {"wide": wide_box}
+"""Changes that cut the frame: where a labelled box lies depends on the frame's shape,
+and a box may be cut out."""
 
 
 class ConditionError(ValueError):
@@ -232,6 +274,16 @@ def apply(name: str, data: bytes, key: str) -> bytes:
 
 
 def move_box(name: str, box: Box) -> Box:
-    """Where a labelled box lies in the frame condition ``name`` made."""
-    move = BOX_MOVES.get(check(name))
+    """Where a labelled box lies in the frame condition ``name`` made (a change that
+    cuts the frame needs the frame's size: :func:`frame_box`)."""
+    if check(name) in CUTS:
+        raise ConditionError(f"{name} cuts the frame: its boxes move with the frame's size")
+    move = BOX_MOVES.get(name)
     return move(box) if move else box
+
+
+def frame_box(name: str, box: Box, size: tuple[int, int]) -> Box | None:
+    """Where a labelled box lies in the frame condition ``name`` made of a frame of
+    ``size`` (H, W); None when the change cut it out."""
+    cut = CUTS.get(check(name))
+    return cut(box, size) if cut else move_box(name, box)

@@ -68,11 +68,16 @@ def frame_truths(
     annotation: Annotation, label_of: Callable[[str], str], condition: str | None = None
 ) -> tuple[GroundTruth, ...]:
     """The annotation's boxes, normalized, labelled by ``label_of``, and where they lie
-    in the frame room ``condition`` made of it."""
+    in the frame room ``condition`` made of it (without those it cut out)."""
     truths = ground_truth_from_annotation(annotation.relabel(label_of))
     if condition is None:
         return tuple(truths)
-    return tuple(replace(t, box=conditions.move_box(condition, t.box)) for t in truths)
+    size = (annotation.height, annotation.width)
+    return tuple(
+        replace(t, box=box)
+        for t in truths
+        if (box := conditions.frame_box(condition, t.box, size)) is not None
+    )
 
 
 GESTURE_ALIASES: Final = {"stop": "palm", "stop_inverted": "palm"}

@@ -321,7 +321,9 @@ def thumbs_down_table(metrics: Mapping[str, Any]) -> list[str]:
 CONDITIONS_NOTE: Final = (
     "The held-out frames again, as a camera in another room would have sent them "
     "(`models/evaluate/conditions.py`: dim, backlight, overexposed, warm lamp, low "
-    "camera angle, motion blur, a poor webcam on a poor link), through the worker's "
+    "camera angle, motion blur, a poor webcam on a poor link, and `wide`: a 16:9 camera "
+    "framing the same person, the frame's top and bottom cut away, hands left with less "
+    "than half their height no longer counted), through the worker's "
     "decode path; `as recorded` is the frames as they are. Hands found at IoU >= 0.5 "
     "and gesture mAP@0.5 per set; false gestures per 100 frames over both sets."
 )
