@@ -28,7 +28,7 @@ from models.evaluate.evaluation import (
     ground_truth_from_annotation,
     iou,
 )
-from worker.decode import FrameFit, Placement
+from worker.decode import FrameFit, Placement, decode_fitted
 
 OUT_OF_VOCABULARY: Final = "no_gesture"
 """Truth label of a hand that makes none of our gestures (three or four fingers up)."""
@@ -54,8 +54,6 @@ def load_placed(
 ) -> tuple[npt.NDArray[np.uint8], Placement]:
     """:func:`load_frame`, and where the frame lies in it: boxes the model reports on
     it go back onto the frame with ``Placement.to_frame``, as the worker maps them."""
-    from worker.decode import decode_fitted
-
     out = np.empty((size[0], size[1], 3), np.uint8)
     data = path.read_bytes()
     if condition is not None:

@@ -173,7 +173,7 @@ def collect(
                 tuple(wanted),
                 np.asarray([on_frame[i] for i in kept], np.float32).reshape(-1, 4),
                 presence[0, :count].numpy().astype(np.float32)[kept],
-                features[kept] if count else features,
+                features[kept],
                 tuple(samples),
                 turned,
             )
