@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -99,19 +99,14 @@ def convert(network: Any, side: int, precision: str, calibration: Sequence[Any])
 
     spec = tf.TensorSpec([1, side, side, 3], tf.float32)
     function = tf.function(lambda x: network(x), input_signature=[spec]).get_concrete_function()
+    if precision == "int8":
+        from models.serving.gesture_model import int8_flatbuffer
+
+        return int8_flatbuffer(function, network, calibration)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], network)
-    if precision != "fp32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-
-        def representative() -> Iterator[list[Any]]:
-            for x in calibration:
-                yield [x]
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     data: bytes = converter.convert()
     return data
 
@@ -169,22 +164,18 @@ def network_inputs(
 ) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]]]:
     """What the model gives its networks for ``frames``: the palm detector's inputs
     (:meth:`~models.serving.gesture_model.GestureModel.palm_input`), and the rotated
-    region of every palm it looks at."""
+    region of every palm it looks at
+    (:meth:`~models.serving.gesture_model.GestureModel.landmark_inputs`)."""
     import tensorflow as tf
 
-    from models.networks.hand_tracking import rotated_crops
-
+    cut = tf.function(model.landmark_inputs)
     palms, regions = [], []
     for frame in frames:
         pixels = tf.constant(frame[None])
-        frames01 = tf.cast(pixels, tf.float32) / 255.0
-        boxed, _ = model.palm_input(frames01)
+        boxed, _ = model.palm_input(tf.cast(pixels, tf.float32) / 255.0)
         palms.append(boxed.numpy().astype(np.float32))
-        found = model._palms(frames01, model.config.max_hands)
-        live = found.rois[0][found.live[0]]
-        if len(live):
-            crops = rotated_crops(pixels, live, tf.zeros([len(live)], tf.int32)) / 255.0
-            regions += [c[None].astype(np.float32) for c in crops.numpy()]
+        found, _ = cut(pixels)
+        regions += [c[None].astype(np.float32) for c in found.numpy()]
     return palms, regions
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from models.dataset import DEFAULT_DATA
+from models.serving import TFLITE_LANDMARKS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,6 +112,13 @@ def _register_gesture_commands(
         default=defaults.head_members,
         help="gesture heads trained with different seeds and averaged into one",
     )
+    train.add_argument(
+        "--tflite-landmarks",
+        choices=TFLITE_LANDMARKS,
+        default=defaults.tflite_landmarks,
+        help="the TFLite export's landmark networks: float, or int8 calibrated on "
+        "hands/train (stage one's alone: region-int8); docs/models.md says why float",
+    )
     train.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
     train.add_argument("--version", default=defaults.version, help="model version to record")
     train.add_argument("--base-cache", type=Path, help="where the MediaPipe base models live")
@@ -139,6 +147,17 @@ def _register_gesture_commands(
     rebuild.add_argument("--version", default=defaults.version, help="model version to record")
     rebuild.add_argument("--no-faces", action="store_true", help="hands only, no face stage")
     rebuild.add_argument("--base-cache", type=Path, help="where the base models live")
+    rebuild.add_argument(
+        "--tflite-landmarks",
+        choices=TFLITE_LANDMARKS,
+        help="the TFLite export's landmark networks (default: as in the source)",
+    )
+    rebuild.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="the shared data (int8 landmark networks are calibrated on its hands/train)",
+    )
     rebuild.set_defaults(func=_rebuild)
 
     evaluate = subparsers.add_parser(
@@ -185,6 +204,7 @@ def _train(args: argparse.Namespace) -> int:
         head_epochs=args.head_epochs,
         feature_passes=args.feature_passes,
         head_members=args.head_members,
+        tflite_landmarks=args.tflite_landmarks,
         limit=args.limit,
         version=args.version,
     )
@@ -214,6 +234,8 @@ def _rebuild(args: argparse.Namespace) -> int:
                 version=args.version,
                 faces=not args.no_faces,
                 base_cache=args.base_cache,
+                tflite_landmarks=args.tflite_landmarks,
+                data_root=args.data,
             )
         )
     except (RebuildError, BaseModelError) as exc:

@@ -6,6 +6,7 @@ in-memory model computes and load in the worker."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,9 @@ from models.serving.gesture_model import (
     ModelConfig,
     crop_squares,
     export,
+    to_tflite,
 )
+from models.train.landmark_calibration import calibration_frames, landmark_calibration
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The module's first test builds and exports the whole model (hands, faces, poses;
@@ -254,6 +257,47 @@ def test_the_tflite_export_agrees_with_the_savedmodel(exported: Path) -> None:
         np.testing.assert_allclose(
             lite["detection_scores"][0, :count], reference["detection_scores"][0, :count], atol=2e-3
         )
+        checked += count
+    assert checked > 0
+
+
+def _by_place(out: dict[str, npt.NDArray[np.float32]], count: int) -> npt.NDArray[np.float32]:
+    """The first ``count`` boxes in order of place, not of score (an untrained head's
+    probabilities decide the order)."""
+    boxes = out["detection_boxes"][0, :count]
+    return boxes[np.lexsort(boxes.T[::-1])]
+
+
+@pytest.mark.timeout(600)
+def test_int8_landmark_networks_find_the_same_hands_and_faces(
+    gesture_model: GestureModel, exported: Path
+) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = gesture_model.with_settings(
+        gesture_model.head,
+        replace(gesture_model.config, tflite_landmarks="int8"),
+        gesture_model.faces,
+    )
+    with pytest.raises(ValueError, match="needs calibration"):
+        to_tflite(model)
+    with pytest.raises(ValueError, match="no frames to calibrate"):
+        landmark_calibration(model, [])
+    calibration = landmark_calibration(model, calibration_frames(DATA), frames=12)
+    assert len(calibration.regions) >= 6 and len(calibration.squares) >= 6
+    for crop in (*calibration.regions, *calibration.squares):
+        assert crop.shape == (1, 224, 224, 3) and crop.dtype == np.float32
+        assert crop.min() >= 0.0 and crop.max() <= 1.0
+    int8 = Interpreter(model_content=to_tflite(model, calibration)).get_signature_runner()
+    floats = Interpreter(model_path=str(exported / "model.tflite")).get_signature_runner()
+    checked = 0
+    for frame in _frames(6):
+        got, want = int8(input_tensor=frame[None]), floats(input_tensor=frame[None])
+        count = int(want["num_detections"][0])
+        assert int(got["num_detections"][0]) == count
+
+        # Joints move by about 0.5 % of the hand region in int8 (docs/benchmarks.md).
+        np.testing.assert_allclose(_by_place(got, count), _by_place(want, count), atol=0.02)
         checked += count
     assert checked > 0
 

@@ -31,6 +31,10 @@ _POOLED: Final = "model_1/model/global_average_pooling2d/Mean"
 _LANDMARKS: Final = "Identity"
 _PRESENCE: Final = "Identity_1"
 _HANDEDNESS: Final = "Identity_2"
+FEATURE_TAPS: Final = (_POOLED, _LANDMARKS, _PRESENCE, _HANDEDNESS)
+"""The network's tensors the gesture head's features are made of."""
+LANDMARK_TAPS: Final = (_LANDMARKS, _PRESENCE)
+"""The network's tensors stage one places a hand with."""
 
 
 class LandmarkFeatures(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type hints
@@ -53,22 +57,34 @@ class LandmarkFeatures(tf.Module):  # type: ignore[misc]  # TensorFlow ships no 
         Features: pooled activations, normalized landmarks (63) and handedness;
         presence is the network's own "this is a hand" probability.
         """
-        pooled, landmarks, presence, handedness = self._graph.call_tapped(
-            crops01, [_POOLED, _LANDMARKS, _PRESENCE, _HANDEDNESS]
-        )
+        return self.features_of(self.tapped(crops01, FEATURE_TAPS))
+
+    def features_of(self, tapped: Sequence[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """:meth:`__call__` from the network's :data:`FEATURE_TAPS` outputs."""
+        pooled, landmarks, presence, handedness = tapped
         points = tf.reshape(landmarks, [-1, 21, 3])
         centred = points - points[:, :1, :]
         scale = tf.reduce_max(tf.abs(centred[:, :, :2]), axis=[1, 2], keepdims=True)
         normalized = tf.reshape(centred / tf.maximum(scale, 1e-3), [-1, 63])
-        pooled = tf.reshape(pooled, [tf.shape(crops01)[0], -1])
+        pooled = tf.reshape(pooled, [tf.shape(landmarks)[0], -1])
         features = tf.concat([pooled, normalized, handedness], axis=-1)
         return features, presence[:, 0]
 
     def landmarks(self, crops01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``[N, 224, 224, 3]`` in [0, 1] → ``(points [N, 21, 3], presence [N])``: the
         joints in crop pixels and the network's "this is a hand" probability."""
-        landmarks, presence = self._graph.call_tapped(crops01, [_LANDMARKS, _PRESENCE])
+        return self.landmarks_of(self.tapped(crops01, LANDMARK_TAPS))
+
+    @staticmethod
+    def landmarks_of(tapped: Sequence[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """:meth:`landmarks` from the network's :data:`LANDMARK_TAPS` outputs."""
+        landmarks, presence = tapped
         return tf.reshape(landmarks, [-1, 21, 3]), tf.reshape(presence, [-1])
+
+    def tapped(self, crops01: tf.Tensor, taps: Sequence[str]) -> list[tf.Tensor]:
+        """The network's raw tensors ``taps`` for ``crops01``: what a copy of the
+        network converted on its own (e.g. quantized) must answer in their place."""
+        return self._graph.call_tapped(crops01, taps)
 
 
 class GestureHead(tf.Module):  # type: ignore[misc]

@@ -22,23 +22,35 @@ a square around that box for the gesture head.
 The TFLite export runs the same weights and the same code on one frame of the fixed
 size in ``model.json``: its NMS is unrolled over a few candidates and its crops are
 gathers, so it needs only TFLite's built-in ops (``tf.image`` NMS would need Flex ops
-no CPU-only runtime ships).
+no CPU-only runtime ships). With ``tflite_landmarks: int8`` its two landmark networks
+(``region-int8``: stage one's alone) are full-integer copies, calibrated on frames of
+the training people and spliced into the converted graph
+(:mod:`models.serving.tflite_splice`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from models.dataset.labels import FACE_LABELS, NEUTRAL, POSE_LABELS, RAISE_HAND, SMILE, THINKING
 from models.networks.base_models import HAND_LANDMARKS, HAND_REGION_LANDMARKS, PALM_DETECTOR
 from models.networks.face_tracking import FaceStage
-from models.networks.gesture_classifier import CROP_SIZE, NONE_LABEL, GestureHead, LandmarkFeatures
+from models.networks.gesture_classifier import (
+    CROP_SIZE,
+    FEATURE_TAPS,
+    LANDMARK_TAPS,
+    NONE_LABEL,
+    GestureHead,
+    LandmarkFeatures,
+)
 from models.networks.hand_detector import (
     HandDetector,
     Letterbox,
@@ -55,6 +67,8 @@ from models.networks.hand_tracking import (
     rotated_crops,
 )
 from models.networks.poses import pose_scores
+from models.serving import TFLITE_LANDMARKS
+from models.serving.tflite_splice import splice
 from worker.decode import FrameFit
 
 TFLITE_FILE: Final = "model.tflite"
@@ -64,6 +78,11 @@ EVAL_HAND_THRESHOLD: Final = 0.01
 HANDS_SIGNATURE: Final = "detect_hands"
 CROPS_SIGNATURE: Final = "classify_crops"
 FACES_SIGNATURE: Final = "detect_faces"
+SPLICED_REGION_LANDMARKS: Final = "spliced_region_landmarks"
+SPLICED_GESTURE_FEATURES: Final = "spliced_gesture_features"
+"""Names of the conditions whose branch holds a landmark network alone in the TFLite
+graph, for :func:`models.serving.tflite_splice.splice`."""
+_Landmarks = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +96,13 @@ class ModelConfig:
     Measured on the trained model (docs/models.md): fp16 halves the file and names the
     same gestures as the SavedModel (scores within 0.01); int8 dynamic-range weights
     broke stage two (5 of 89 labels kept) and ran slower on this CPU."""
+    tflite_landmarks: str = "float"
+    """How the TFLite export runs its two landmark networks: ``float`` (weights stored
+    as ``tflite_weights``), ``int8`` (full-integer copies calibrated on the training
+    people's hands, spliced into the graph: about twice as fast on XNNPACK with
+    AVX-512 VNNI, no faster with AVX2 alone) or ``region-int8`` (stage one's in int8,
+    the gesture head's features in float). int8 needs :class:`LandmarkCalibration` at
+    export. The SavedModel always runs them in float."""
     tflite_max_hands: int = 2
     """The same for the TFLite export, whose fixed shapes classify every slot, found
     or not: a meeting frame rarely shows more than one person's two hands."""
@@ -251,13 +277,18 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         )
 
     def _landmark_boxes(
-        self, frames: tf.Tensor, rois: tf.Tensor, image_index: tf.Tensor
+        self,
+        frames: tf.Tensor,
+        rois: tf.Tensor,
+        image_index: tf.Tensor,
+        landmarks: _Landmarks | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Hand boxes ``[M, 4]`` from the landmarks found in each region, the landmark
         network's presence scores ``[M]`` and the 21 joints ``[M, 21, 2]`` (x, y
-        normalized to the frame)."""
+        normalized to the frame). ``landmarks`` runs the network (default:
+        ``self.landmarks.landmarks``)."""
         crops = rotated_crops(frames, rois, image_index) / 255.0
-        points, presence = self.landmarks.landmarks(crops)
+        points, presence = (landmarks or self.landmarks.landmarks)(crops)
         frame_size = tf.cast(tf.shape(frames)[1:3], tf.float32)
         pixels = landmarks_to_frame(points, rois)
         boxes = landmark_boxes(pixels, frame_size, self.config.box_scale)
@@ -321,14 +352,34 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         )
         return boxes, scores, tf.reduce_sum(tf.cast(live, tf.int32), axis=1), extras
 
+    def landmark_inputs(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """What the two landmark networks are given for uint8 ``frames``: the rotated
+        region of every palm stage one looks at (``[M, 224, 224, 3]``) and the square
+        stage two cuts around every hand it reports, in [0, 1]."""
+        palms = self._palms(tf.cast(frames, tf.float32) / 255.0, self.config.max_hands)
+        where = tf.cast(tf.where(palms.live), tf.int32)
+        regions = rotated_crops(frames, tf.gather_nd(palms.rois, where), where[:, 0])
+        boxes, _, valid = self.hands(frames)
+        live = tf.range(self.config.max_hands)[None, :] < valid[:, None]
+        where = tf.cast(tf.where(live), tf.int32)
+        squares = crop_squares(
+            frames, tf.gather_nd(boxes, where), where[:, 0], self.config.crop_margin
+        )
+        return regions / 255.0, squares / 255.0
+
     # -- stage two -------------------------------------------------------------------
     def _classify(
-        self, frames: tf.Tensor, boxes: tf.Tensor, image_index: tf.Tensor
+        self,
+        frames: tf.Tensor,
+        boxes: tf.Tensor,
+        image_index: tf.Tensor,
+        features_of: _Landmarks | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Best gesture (label-map id, float) and its probability for each crop of the
-        uint8 ``frames``."""
+        uint8 ``frames``. ``features_of`` runs the feature network (default:
+        ``self.features``)."""
         crops = crop_squares(frames, boxes, image_index, self.config.crop_margin) / 255.0
-        features, _ = self.features(crops)
+        features, _ = (features_of or self.features)(crops)
         probabilities = tf.nn.softmax(self.head.logits(features))
         gesture_only = tf.where(self._gesture_mask[None, :], probabilities, -1.0)
         best = tf.argmax(gesture_only, axis=-1, output_type=tf.int32)
@@ -448,6 +499,17 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         slots = self.config.tflite_max_hands
         frame = tf.TensorSpec([1, height, width, 3], tf.uint8, name="input_tensor")
         threshold = self.config.hand_threshold
+        landmarks: _Landmarks | None = None
+        features_of: _Landmarks | None = None
+        spliced = int8_networks(self.config)
+        if SPLICED_REGION_LANDMARKS in spliced:
+            landmarks = _spliceable(
+                SPLICED_REGION_LANDMARKS, self.landmarks, LANDMARK_TAPS, self.landmarks.landmarks_of
+            )
+        if SPLICED_GESTURE_FEATURES in spliced:
+            features_of = _spliceable(
+                SPLICED_GESTURE_FEATURES, self.features, FEATURE_TAPS, self.features.features_of
+            )
 
         @tf.function(input_signature=[frame])  # type: ignore[untyped-decorator]
         def serve_tflite(input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -459,11 +521,11 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
 
             def hand(slot: int) -> tuple[tf.Tensor, ...]:
                 boxes, presence, points = self._landmark_boxes(
-                    input_tensor, palms.rois[0, slot : slot + 1], one
+                    input_tensor, palms.rois[0, slot : slot + 1], one, landmarks
                 )
 
                 def classify() -> tuple[tf.Tensor, tf.Tensor]:
-                    classes, probability = self._classify(input_tensor, boxes, one)
+                    classes, probability = self._classify(input_tensor, boxes, one, features_of)
                     return classes[0], probability[0]
 
                 classes, probability = tf.cond(
@@ -498,6 +560,47 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         return serve_tflite.get_concrete_function()
 
 
+def _spliceable(
+    name: str,
+    network: LandmarkFeatures,
+    taps: Sequence[str],
+    after: Callable[[Sequence[tf.Tensor]], tuple[tf.Tensor, tf.Tensor]],
+) -> _Landmarks:
+    """``network``'s call on one crop, its raw ``taps`` computed alone in the true
+    branch of a condition named ``name``: a subgraph of its own in the TFLite file,
+    which :func:`to_tflite` replaces with an int8 copy. The condition always holds
+    (crops are in [0, 1]); the converter cannot know that, so it keeps the branch."""
+    # Shapes for the branch never taken, from one eager pass (outside any trace).
+    with tf.init_scope():
+        shapes = [t.shape for t in network.tapped(tf.zeros([1, CROP_SIZE, CROP_SIZE, 3]), taps)]
+
+    def call(crops01: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        tapped = tf.cond(
+            crops01[0, 0, 0, 0] >= 0.0,
+            lambda: network.tapped(crops01, taps),
+            lambda: [tf.zeros(shape) for shape in shapes],
+            name=name,
+        )
+        return after(tapped)
+
+    return call
+
+
+def int8_networks(config: ModelConfig) -> tuple[str, ...]:
+    """Which landmark networks ``config`` has the TFLite export run in int8, by the
+    name of the condition they are spliced into (empty: none, no calibration needed)."""
+    if config.tflite_landmarks not in TFLITE_LANDMARKS:
+        raise ValueError(
+            f"tflite_landmarks must be {', '.join(TFLITE_LANDMARKS)}, "
+            f"got {config.tflite_landmarks!r}"
+        )
+    return {
+        "float": (),
+        "region-int8": (SPLICED_REGION_LANDMARKS,),
+        "int8": (SPLICED_REGION_LANDMARKS, SPLICED_GESTURE_FEATURES),
+    }[config.tflite_landmarks]
+
+
 def _sorted_outputs(
     boxes: tf.Tensor, classes: tf.Tensor, scores: tf.Tensor, valid: tf.Tensor
 ) -> dict[str, tf.Tensor]:
@@ -516,10 +619,16 @@ def label_map_text(labels: Sequence[str]) -> str:
 
 
 def export(
-    model: GestureModel, out_dir: Path, metadata: dict[str, Any], *, tflite: bool = True
+    model: GestureModel,
+    out_dir: Path,
+    metadata: dict[str, Any],
+    *,
+    tflite: bool = True,
+    calibration: LandmarkCalibration | None = None,
 ) -> Path:
     """Write the SavedModel, ``label_map.pbtxt``, ``model.json`` and (optionally) the
-    TFLite variant into ``out_dir``. The model card is written by the callers
+    TFLite variant into ``out_dir`` (``calibration``: see :func:`to_tflite`). The
+    model card is written by the callers
     (:func:`models.evaluate.model_card.write_model_card`): the model knows nothing of
     its evaluation."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -548,18 +657,79 @@ def export(
     if tflite:
         # Written last and renamed into place: its presence says the export finished.
         partial = out_dir / f".{TFLITE_FILE}.partial"
-        partial.write_bytes(to_tflite(model))
+        partial.write_bytes(to_tflite(model, calibration))
         partial.replace(out_dir / TFLITE_FILE)
     return out_dir
 
 
-def to_tflite(model: GestureModel) -> bytes:
+@dataclass(frozen=True, slots=True)
+class LandmarkCalibration:
+    """What int8 landmark networks are calibrated on: the rotated hand regions stage one
+    cuts (the region landmark network) and the squares stage two classifies (the
+    feature network), each ``[1, 224, 224, 3]`` float32 in [0, 1]. Gathered from the
+    training people's frames (:mod:`models.train.landmark_calibration`); never written
+    to disk."""
+
+    regions: tuple[npt.NDArray[np.float32], ...]
+    squares: tuple[npt.NDArray[np.float32], ...]
+
+
+def to_tflite(model: GestureModel, calibration: LandmarkCalibration | None = None) -> bytes:
     """The TFLite flatbuffer of ``model`` with weights stored as
     ``model.config.tflite_weights``: ``fp32``, ``fp16`` (half the size, computed in
-    fp32) or ``int8`` (dynamic-range quantized weights)."""
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([model.tflite_function()], model)
+    fp32) or ``int8`` (dynamic-range quantized weights); the landmark networks
+    ``tflite_landmarks`` names are int8 copies calibrated on ``calibration``."""
+    spliced = int8_networks(model.config)
+    if spliced and (calibration is None or not calibration.regions or not calibration.squares):
+        raise ValueError(
+            f"tflite_landmarks {model.config.tflite_landmarks} needs calibration regions "
+            "and squares"
+        )
+    data = _convert(model.tflite_function(), model, model.config.tflite_weights)
+    if not spliced:
+        return data
+    assert calibration is not None
+    inputs = {
+        SPLICED_REGION_LANDMARKS: (model.landmarks, LANDMARK_TAPS, calibration.regions),
+        SPLICED_GESTURE_FEATURES: (model.features, FEATURE_TAPS, calibration.squares),
+    }
+    return splice(data, {name: landmark_network_int8(*inputs[name]) for name in spliced})
+
+
+def landmark_network_int8(
+    network: LandmarkFeatures,
+    taps: Sequence[str],
+    calibration: Sequence[npt.NDArray[np.float32]],
+) -> bytes:
+    """``network``'s ``taps`` for one crop as a full-integer TFLite file (int8 weights
+    and activations, XNNPACK's QS8 kernels) with float input and outputs, its ranges
+    calibrated on ``calibration``."""
+    spec = tf.TensorSpec([1, CROP_SIZE, CROP_SIZE, 3], tf.float32)
+    function = tf.function(lambda x: network.tapped(x, taps), input_signature=[spec])
+    return int8_flatbuffer(function.get_concrete_function(), network, calibration)
+
+
+def int8_flatbuffer(
+    function: Any, trackable: Any, calibration: Sequence[npt.NDArray[np.float32]]
+) -> bytes:
+    """The concrete ``function`` of one float input as a full-integer TFLite file, float
+    input and outputs, its activation ranges taken from ``calibration``."""
+
+    def representative() -> Iterator[list[npt.NDArray[np.float32]]]:
+        for x in calibration:
+            yield [x]
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    data: bytes = converter.convert()
+    return data
+
+
+def _convert(function: Any, model: GestureModel, weights: str) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     converter.allow_custom_ops = True
-    weights = model.config.tflite_weights
     if weights in ("fp16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if weights == "fp16":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -80,13 +80,28 @@ def rebuild(
     version: str,
     faces: bool = True,
     base_cache: Path | None = None,
+    tflite_landmarks: str | None = None,
+    data_root: Path | None = None,
 ) -> Path:
     """Export ``source``'s trained head with this version's stage one (and face stage
-    when ``faces``) to ``out`` as model ``version``; returns ``out``."""
+    when ``faces``) to ``out`` as model ``version``; returns ``out``. The TFLite
+    export's landmark networks are as in the source unless ``tflite_landmarks`` says
+    otherwise; int8 ones are calibrated on ``data_root``'s ``hands/train``."""
     from models.networks.face_tracking import FaceStage, face_base_models
-    from models.serving.gesture_model import GestureModel, export
+    from models.serving.gesture_model import GestureModel, export, int8_networks
+    from models.train.landmark_calibration import calibration_frames, landmark_calibration
 
     head, meta, config = read_trained(source)
+    if tflite_landmarks is not None:
+        config = replace(config, tflite_landmarks=tflite_landmarks)
+    try:
+        int8 = bool(int8_networks(config))
+    except ValueError as exc:
+        raise RebuildError(f"{source / 'model.json'}: {exc}") from exc
+    if int8 and data_root is None:
+        raise RebuildError(
+            "int8 landmark networks are calibrated on hands/train: give the data folder"
+        )
     wanted = (*HAND_MODELS, *(face_base_models() if faces else ()))
     paths = base_model_paths(base_cache, models=wanted)
     model = GestureModel.from_base_models(
@@ -102,6 +117,13 @@ def rebuild(
         "head": "trained weights read unchanged; their figures (thresholds, people_unseen) "
         "are the source's",
     }
-    export(model, out, carried)
+    calibration = None
+    if int8:
+        assert data_root is not None
+        try:
+            calibration = landmark_calibration(model, calibration_frames(data_root))
+        except ValueError as exc:
+            raise RebuildError(str(exc)) from exc
+    export(model, out, carried, calibration=calibration)
     write_model_card(out, json.loads((out / "model.json").read_text(encoding="utf-8")), None)
     return out

@@ -95,6 +95,12 @@ class TrainConfig:
     (``model.json``'s ``frame_fit``): whole between black bands, so the hands of 16:9
     frames keep their shape in the box calibration and the real hands the head
     learns from, as in the served model."""
+    tflite_landmarks: str = "float"
+    """The TFLite export's landmark networks (``ModelConfig.tflite_landmarks``):
+    ``float``, or ``region-int8`` / ``int8`` (full-integer copies calibrated on
+    ``hands/train``'s hands, :mod:`models.train.landmark_calibration`). Float: int8
+    lost hands and thumbs up of new people in backlit and poor-webcam rooms, and is no
+    faster on CPUs without AVX-512 VNNI (docs/models.md, "int8 landmark networks")."""
     faces: bool = True
     """Join the face stage (:mod:`models.networks.face_tracking`: every face labelled ``smile``
     or ``neutral``) to the exported model. It has no trained part here: its smile fit
@@ -241,7 +247,7 @@ def train(
 
     from models.networks.face_tracking import FaceStage
     from models.networks.gesture_classifier import CropAugment, GestureHead
-    from models.serving.gesture_model import GestureModel, ModelConfig, export
+    from models.serving.gesture_model import GestureModel, ModelConfig, export, int8_networks
     from models.train.classifier_training import (
         Features,
         HeadTrainingConfig,
@@ -251,6 +257,7 @@ def train(
     )
     from models.train.cross_validation import leave_one_person_out
     from models.train.frame_hands import training_arrays
+    from models.train.landmark_calibration import landmark_calibration
 
     if config.head_members < 1:
         raise TrainingError(
@@ -273,6 +280,7 @@ def train(
         hand_threshold=config.hand_threshold,
         input_size=config.input_size,
         frame_fit=config.frame_fit,
+        tflite_landmarks=config.tflite_landmarks,
     )
     # The box scale and the real hands need stage one and the landmark features only:
     # any head will do until one is trained below, which the exported model serves.
@@ -351,7 +359,10 @@ def train(
     meta["people_unseen"] = unseen
     faces = FaceStage.from_base_models(bases) if config.faces else None
     model = model.with_settings(head, model.config, faces)
-    export(model, out, meta)
+    calibration = (
+        landmark_calibration(model, splits.hands_train) if int8_networks(model.config) else None
+    )
+    export(model, out, meta, calibration=calibration)
     write_model_card(out, json.loads((out / "model.json").read_text(encoding="utf-8")), None)
     logger.info("exported %s", out)
     return out
