@@ -271,12 +271,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _room_names(text: str) -> tuple[str, ...]:
-    from models.evaluate.conditions import ConditionError, parse_names
+    from models.evaluate.conditions import names_argument
 
-    try:
-        return tuple(parse_names(text))
-    except ConditionError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return tuple(names_argument()(text))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -175,7 +175,7 @@ def test_the_cpu_workers_file_is_scored_beside_the_savedmodel(
     assert "| dim | tflite |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         runtimes.main([*command, "--variants", "huge"])
-    assert "unknown huge" in capsys.readouterr().err
+    assert "unknown variant huge: choose from savedmodel" in capsys.readouterr().err
 
 
 def test_evaluate_leaves_the_model_card_alone_unless_asked(run_dir: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ Pure NumPy and Pillow, with no imports from the project: the peer's environment
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 from collections.abc import Callable, Sequence
@@ -248,6 +249,21 @@ def parse_names(
     if unknown:
         raise ConditionError(f"unknown {what} {', '.join(unknown)}: choose from {', '.join(known)}")
     return names
+
+
+def names_argument(
+    known: Sequence[str] = tuple(CONDITIONS), what: str = "condition"
+) -> Callable[[str], list[str]]:
+    """:func:`parse_names` as an ``argparse`` type: an unknown name becomes the
+    parser's one-line usage error."""
+
+    def parse(text: str) -> list[str]:
+        try:
+            return parse_names(text, known, what)
+        except ConditionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def check(name: str) -> str:

@@ -30,8 +30,6 @@ is the gesture mAP and each class's AP, ``tflite-int8`` against ``tflite-float``
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -40,9 +38,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.dataset import DEFAULT_DATA
 from models.dataset.frame_labels import gesture_frames
-from models.evaluate import conditions
+from models.evaluate.comparisons import comparison_parser, report
 from models.evaluate.frame_scores import summarize
 from models.evaluate.model_card import fmt_figure
 from models.train.training import TrainConfig, load_splits
@@ -199,50 +196,18 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rooms(text: str) -> list[str]:
-    try:
-        return conditions.parse_names(text, list(conditions.CONDITIONS), "condition")
-    except conditions.ConditionError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("model_dir", type=Path, help="an exported gesture model")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument(
-        "--variants",
-        default=",".join(VARIANTS),
-        help=f"comma-separated, of {', '.join(VARIANTS)} (default: all)",
-    )
-    parser.add_argument(
-        "--conditions",
-        type=lambda t: _rooms(t),
-        default=[],
-        help="'all' or a comma-separated list of room conditions to score in too",
-    )
-    parser.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        parser.error(
-            f"--variants: unknown {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(VARIANTS)}"
-        )
+    args = comparison_parser(__doc__, VARIANTS, ()).parse_args(argv)
     from models.evaluate.assessment import EvaluationError
     from models.train.rebuild import RebuildError
     from models.train.training import TrainingError
 
     try:
-        results = compare(args.model_dir, args.data, variants, args.conditions, args.limit)
+        results = compare(args.model_dir, args.data, args.variants, args.conditions, args.limit)
     except (EvaluationError, RebuildError, TrainingError, OSError) as exc:
         print(f"runtimes: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(markdown(results), end="")
+    report(results, args.json, markdown)
     return 0
 
 

@@ -16,17 +16,15 @@ How v5's and v6's stage one were chosen (docs/models.md, "Design").
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-from models.dataset import DEFAULT_DATA
 from models.dataset.frame_labels import gesture_frames
 from models.evaluate import conditions
+from models.evaluate.comparisons import comparison_parser, report
 from models.evaluate.frame_scores import summarize
 from models.evaluate.model_card import fmt_figure
 from models.train.training import TrainConfig, load_splits
@@ -149,31 +147,8 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _names(text: str, known: Sequence[str], what: str) -> list[str]:
-    try:
-        return conditions.parse_names(text, known, what)
-    except conditions.ConditionError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("model_dir", type=Path, help="an exported gesture model (its head)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument(
-        "--variants",
-        type=lambda t: _names(t, list(VARIANTS), "variant"),
-        default=list(VARIANTS),
-        help=f"'all' or a comma-separated list of {', '.join(VARIANTS)}",
-    )
-    parser.add_argument(
-        "--conditions",
-        type=lambda t: _names(t, list(conditions.CONDITIONS), "condition"),
-        default=list(conditions.CONDITIONS),
-        help="'all' or a comma-separated list of room conditions",
-    )
-    parser.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser = comparison_parser(__doc__, list(VARIANTS), list(conditions.CONDITIONS))
     args = parser.parse_args(argv)
     from models.train.rebuild import RebuildError
     from models.train.training import TrainingError
@@ -183,9 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RebuildError, TrainingError) as exc:
         print(f"stage_one: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(markdown(results), end="")
+    report(results, args.json, markdown)
     return 0
 
 
