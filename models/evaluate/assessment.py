@@ -24,7 +24,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -77,7 +77,6 @@ logger = logging.getLogger(__name__)
 HAND: Final = "hand"
 DEFAULT_THRESHOLD: Final = 0.5
 """The worker's default score threshold (labels without a shipped one)."""
-_RECIPE_FIELDS: Final = frozenset(TrainConfig.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +311,9 @@ def evaluate(
     Returns the metrics as written."""
     rooms = [conditions.check(room) for room in rooms]
     model = _load(model_dir)
-    recipe = {k: v for k, v in model.meta["train_config"].items() if k in _RECIPE_FIELDS}
-    recipe["input_size"] = tuple(recipe["input_size"])
-    config = TrainConfig(**{**recipe, "limit": limit if limit is not None else recipe["limit"]})
+    config = TrainConfig.from_record(model.meta["train_config"])
+    if limit is not None:
+        config = replace(config, limit=limit)
     splits = load_splits(data_root, config)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -327,7 +326,8 @@ def evaluate(
     hand_floor = float(model.meta.get("config", {}).get("hand_threshold", 0.5))
     sign_classes = sorted({box.label for a in signs_gestures for box in a.boxes})
     people_unseen = model.meta.get("people_unseen")
-    if people_unseen is None and not recipe.get("frame_hands", False):
+    # A recipe from before real frame hands has no such field: it never learned from them.
+    if people_unseen is None and not model.meta["train_config"].get("frame_hands", False):
         people_unseen = summarize(
             score_frames(model, signs_gestures, _as_labelled, lambda a: a.group, "signs gestures"),
             sign_classes,

@@ -64,11 +64,8 @@ def compare(
     from worker.labelmap import load_label_map
 
     head, meta, config = read_trained(model_dir)
-    recipe = {
-        k: v for k, v in meta["train_config"].items() if k in TrainConfig.__dataclass_fields__
-    }
-    recipe["input_size"] = tuple(recipe["input_size"])
-    splits = load_splits(data_root, TrainConfig(**{**recipe, "limit": limit}))
+    recipe = TrainConfig.from_record(meta["train_config"])
+    splits = load_splits(data_root, replace(recipe, limit=limit))
     signs = gesture_frames([*splits.signs.train, *splits.signs.test])
     sign_classes = sorted({box.label for a in signs for box in a.boxes})
     paths = base_model_paths(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -108,6 +108,15 @@ class TrainConfig:
     name: str = "memelearning-gestures"
     version: str = "7"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TrainConfig:
+        """The recipe ``model.json`` records under ``train_config`` (fields this version
+        does not know are dropped; missing ones take today's defaults)."""
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        if "input_size" in known:
+            known["input_size"] = tuple(known["input_size"])
+        return cls(**known)
 
 
 @dataclass(frozen=True, slots=True)
