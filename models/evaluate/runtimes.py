@@ -62,15 +62,22 @@ def litert_serve(tflite: bytes, labels: Mapping[int, str], face_labels: Sequence
     )
     runner = interpreter.get_signature_runner("serving_default")
     faces = frozenset(face_labels)
+    # score_frames asks both views of the same frame in turn: run the file once.
+    last: list[Any] = [None, None]
+
+    def run(input_tensor: Any) -> dict[str, Any]:
+        if last[0] is not input_tensor:
+            last[:] = [input_tensor, runner(input_tensor=np.asarray(input_tensor))]
+        out: dict[str, Any] = last[1]
+        return out
 
     def serve(input_tensor: Any) -> dict[str, Any]:
-        out = runner(input_tensor=np.asarray(input_tensor))
-        return {key: tf.constant(value) for key, value in out.items()}
+        return {key: tf.constant(value) for key, value in run(input_tensor).items()}
 
     def hands(input_tensor: Any) -> dict[str, Any]:
         # Every reported detection that is not a face is a hand whose presence passed
         # the model's hand threshold.
-        out = runner(input_tensor=np.asarray(input_tensor))
+        out = run(input_tensor)
         count = int(out["num_detections"][0])
         kept = [
             i for i in range(count) if labels.get(int(out["detection_classes"][0, i])) not in faces
@@ -93,7 +100,7 @@ def _tflite_variant(model_dir: Path, landmarks: str, data_root: Path) -> bytes:
     from models.networks.base_models import HAND_MODELS, base_model_paths
     from models.networks.face_tracking import FaceStage, face_base_models
     from models.serving.gesture_model import GestureModel, int8_networks, to_tflite
-    from models.train.landmark_calibration import landmark_calibration
+    from models.train.landmark_calibration import calibration_frames, landmark_calibration
     from models.train.rebuild import read_trained
 
     head, meta, config = read_trained(model_dir)
@@ -106,8 +113,7 @@ def _tflite_variant(model_dir: Path, landmarks: str, data_root: Path) -> bytes:
     )
     calibration = None
     if int8_networks(config):
-        splits = load_splits(data_root, TrainConfig())
-        calibration = landmark_calibration(model, splits.hands_train)
+        calibration = landmark_calibration(model, calibration_frames(data_root))
     return to_tflite(model, calibration)
 
 
@@ -124,11 +130,8 @@ def compare(
 
     reference = _load(model_dir)
     meta = reference.meta
-    recipe = {
-        k: v for k, v in meta["train_config"].items() if k in TrainConfig.__dataclass_fields__
-    }
-    recipe["input_size"] = tuple(recipe["input_size"])
-    splits = load_splits(data_root, TrainConfig(**{**recipe, "limit": limit}))
+    recipe = TrainConfig.from_record(meta["train_config"])
+    splits = load_splits(data_root, replace(recipe, limit=limit))
     signs = gesture_frames([*splits.signs.train, *splits.signs.test])
     sign_classes = sorted({box.label for a in signs for box in a.boxes})
     hand_score = float(meta["config"].get("hand_threshold", 0.5))
