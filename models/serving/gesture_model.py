@@ -307,8 +307,14 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """:meth:`hands` and each hand's 21 joints ``[N, K, 21, 2]`` (x, y normalized to
         the frame; MediaPipe's order: wrist, thumb, index ... little finger)."""
+        palms = self._palms(tf.cast(frames, tf.float32) / 255.0, self.config.max_hands)
+        return self._palm_hands(frames, palms, score_threshold)
+
+    def _palm_hands(
+        self, frames: tf.Tensor, palms: PalmCandidates, score_threshold: float | None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """:meth:`hand_landmarks` of the palms stage one found in ``frames``."""
         slots = self.config.max_hands
-        palms = self._palms(tf.cast(frames, tf.float32) / 255.0, slots)
         # Landmarks only where a palm was found: cost follows the hands in the frame.
         where = tf.cast(tf.where(palms.live), tf.int32)
         boxes, presence, points = tf.cond(
@@ -359,7 +365,7 @@ class GestureModel(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type
         palms = self._palms(tf.cast(frames, tf.float32) / 255.0, self.config.max_hands)
         where = tf.cast(tf.where(palms.live), tf.int32)
         regions = rotated_crops(frames, tf.gather_nd(palms.rois, where), where[:, 0])
-        boxes, _, valid = self.hands(frames)
+        boxes, _, valid, _ = self._palm_hands(frames, palms, None)
         live = tf.range(self.config.max_hands)[None, :] < valid[:, None]
         where = tf.cast(tf.where(live), tf.int32)
         squares = crop_squares(

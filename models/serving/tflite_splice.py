@@ -55,24 +55,20 @@ def _io(graph: Any, indices: Any) -> list[tuple[int, tuple[int, ...]]]:
 
 
 class _Network:
-    """A single-subgraph TFLite network, its buffers and op codes moved into ``host``
-    once (on first use), its subgraph copied per branch."""
+    """A single-subgraph TFLite network whose buffers and op codes are moved into
+    ``host`` once, its subgraph copied per branch."""
 
-    def __init__(self, name: str, data: bytes) -> None:
-        self.name = name
+    def __init__(self, name: str, data: bytes, host: Any) -> None:
         self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
         if len(self.model.subgraphs) != 1:
             raise SpliceError(f"{name}: {len(self.model.subgraphs)} subgraphs, expected 1")
         self.model.subgraphs[0].outputs = _returned_order(self.model, name)
-        self._buffer_map: dict[int, int] | None = None
-        self._opcode_map: dict[int, int] = {}
-
-    def _move_into(self, host: Any) -> None:
         self._buffer_map = {0: 0}  # buffer 0 is every file's empty sentinel
         for index, buffer in enumerate(self.model.buffers):
             if index:
                 self._buffer_map[index] = len(host.buffers)
                 host.buffers.append(buffer)
+        self._opcode_map: dict[int, int] = {}
         for index, code in enumerate(self.model.operatorCodes):
             key = (code.builtinCode, code.customCode, code.version)
             for position, known in enumerate(host.operatorCodes):
@@ -83,10 +79,7 @@ class _Network:
                 self._opcode_map[index] = len(host.operatorCodes)
                 host.operatorCodes.append(code)
 
-    def subgraph_for(self, host: Any, name: bytes) -> Any:
-        if self._buffer_map is None:
-            self._move_into(host)
-        assert self._buffer_map is not None
+    def subgraph(self, name: bytes) -> Any:
         graph = copy.deepcopy(self.model.subgraphs[0])
         for tensor in graph.tensors:
             tensor.buffer = self._buffer_map[tensor.buffer]
@@ -102,7 +95,7 @@ def splice(graph_data: bytes, networks: Mapping[str, bytes]) -> bytes:
     outputs match the branch's). Each name must match at least one branch."""
     host = flatbuffer_utils.convert_bytearray_to_object(bytearray(graph_data))
     replaced: dict[str, int] = dict.fromkeys(networks, 0)
-    loaded = {name: _Network(name, data) for name, data in networks.items()}
+    loaded = {name: _Network(name, data, host) for name, data in networks.items()}
     for position, graph in enumerate(host.subgraphs):
         branch = (graph.name or b"").decode()
         stem, suffix, number = branch.rpartition(BRANCH_SUFFIX)
@@ -121,7 +114,7 @@ def splice(graph_data: bytes, networks: Mapping[str, bytes]) -> bytes:
                 f"{_io(ours, ours.outputs)} do not match branch {branch!r}'s "
                 f"{_io(graph, graph.inputs)} → {_io(graph, graph.outputs)}"
             )
-        host.subgraphs[position] = network.subgraph_for(host, graph.name)
+        host.subgraphs[position] = network.subgraph(graph.name)
         replaced[stem] += 1
     missing = [name for name, count in replaced.items() if not count]
     if missing:

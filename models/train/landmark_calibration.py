@@ -6,9 +6,10 @@ squares stage two classifies, from real frames of the training people, fitted as
 worker fits them, and taken in turn as recorded and as cameras in five other rooms
 would have sent them (:mod:`models.evaluate.conditions`): calibrated on bright frames
 alone, the int8 region network lost a thumbs up of ``signs/`` that the float one
-found (docs/models.md, v8). Only ``hands/train`` is used, so every person of ``signs/`` scores
-the int8 networks as someone they never saw (:mod:`models.evaluate.runtimes`). The
-crops live in memory for the conversion and are never written.
+found (docs/models.md, "int8 landmark networks"). Only ``hands/train`` is used, so
+every person of ``signs/`` scores the int8 networks as someone they never saw
+(:mod:`models.evaluate.runtimes`). The crops live in memory for the conversion and
+are never written.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ CALIBRATION_FRAMES: Final = 240
 """Frames sampled for the ranges, 40 for each room of :data:`CALIBRATION_ROOMS`."""
 CALIBRATION_ROOMS: Final = (None, "dim", "backlight", "webcam", "warm_lamp", "overexposed")
 """As recorded (None), then room conditions, in turn over the sampled frames."""
-
-
 CALIBRATION_SOURCE: Final = "hands/train"
 
 
