@@ -102,6 +102,26 @@ def test_a_low_camera_moves_a_labelled_object_where_its_box_goes() -> None:
     assert conditions.move_box("dim", (0.1, 0.2, 0.3, 0.4)) == (0.1, 0.2, 0.3, 0.4)
 
 
+def test_a_far_person_is_smaller_in_the_middle_and_the_boxes_follow() -> None:
+    height, width = 360, 480
+    rgb = np.zeros((height, width, 3), np.uint8)
+    box = (0.1, 0.6, 0.5, 0.9)
+    rgb[36:180, 288:432] = 255
+    far = _pixels(conditions.apply("far", _jpeg(rgb), "x"))
+    assert far.shape[:2] == (height, width)
+    ys, xs = np.nonzero(far[..., 0] > 128)
+    seen = (ys.min() / height, xs.min() / width, (ys.max() + 1) / height, (xs.max() + 1) / width)
+    moved = conditions.move_box("far", box)
+    np.testing.assert_allclose(seen, moved, atol=0.01)
+    # Half the size each way, about the middle: a quarter of the pixels.
+    assert moved == pytest.approx((0.3, 0.55, 0.5, 0.7))
+    assert conditions.move_box("far", (0.0, 0.0, 1.0, 1.0)) == pytest.approx(
+        (0.25, 0.25, 0.75, 0.75)
+    )
+    # The border carries the picture's edge out: no new bright object appears there.
+    assert far[: int(0.25 * height) - 2].max() < 40
+
+
 def test_an_unknown_condition_is_named_with_the_choices() -> None:
     with pytest.raises(conditions.ConditionError, match="unknown condition 'fog': choose from dim"):
         conditions.check("fog")

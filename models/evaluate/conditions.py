@@ -196,6 +196,39 @@ def wide_box(box: Box, size: tuple[int, int]) -> Box | None:
     return (cut_low, xmin, cut_high, xmax)
 
 
+FAR: Final = 0.5
+"""``far``: the size a person twice as far from the camera takes in the frame."""
+
+
+FAR_VIEW: Final = "far"
+
+
+def far(rgb: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
+    """A person twice as far from the camera (a room camera on the wall, a laptop pushed
+    back): the picture shrunk to :data:`FAR` of its size in the middle of the frame,
+    its edge rows and columns carried out to the frame's edges. Our frames show people
+    close to their webcams (a hand is 100-340 px of a 640 px frame); farther away a hand
+    has a quarter of the pixels, for stage one and for the gesture's crop alike."""
+    del rng  # a fixed geometry, so that the labels can follow it
+    height, width = rgb.shape[:2]
+    rows, columns = max(1, round(height * FAR)), max(1, round(width * FAR))
+    # reducing_gap: an antialiased shrink, as a sensor farther away integrates the light.
+    small = Image.fromarray(rgb).resize(
+        (columns, rows), Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
+    top, left = (height - rows) // 2, (width - columns) // 2
+    pad = ((top, height - rows - top), (left, width - columns - left), (0, 0))
+    # Carried-out edges make no new hands, as a mirrored border would.
+    out: npt.NDArray[np.uint8] = np.pad(np.asarray(small, np.uint8), pad, mode="edge")
+    return out
+
+
+def far_box(box: Box) -> Box:
+    """Where ``box`` lies after :func:`far`."""
+    ymin, xmin, ymax, xmax = (0.5 + (v - 0.5) * FAR for v in box)
+    return (ymin, xmin, ymax, xmax)
+
+
 Condition = Callable[[npt.NDArray[np.uint8], np.random.Generator], npt.NDArray[np.uint8]]
 CONDITIONS: Final[dict[str, Condition]] = {
     "dim": dim,
@@ -206,6 +239,7 @@ CONDITIONS: Final[dict[str, Condition]] = {
     "motion_blur": motion_blur,
     "webcam": webcam,
     "wide": wide,
+    FAR_VIEW: far,
 }
 """Every room condition, by the name reports use."""
 
@@ -226,6 +260,7 @@ VIEWS: Final[dict[str, Condition]] = {**CONDITIONS, TURN: turned}
 """Every way this module changes a frame: the rooms, and views that are no room."""
 BOX_MOVES: Final[dict[str, Callable[[Box], Box]]] = {
     "low_angle": low_angle_box,
+    FAR_VIEW: far_box,
     TURN: turned_box,
 }
 """Changes that move what is in the frame, and where they move a labelled box."""
