@@ -119,6 +119,13 @@ def _register_gesture_commands(
         help="the TFLite export's landmark networks: float, or int8 calibrated on "
         "hands/train (stage one's alone: region-int8); docs/models.md says why float",
     )
+    train.add_argument(
+        "--far-hands",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.far_hands,
+        help="also learn from the training people's real hands shrunk as if they sat "
+        "twice as far from the camera (default: no; docs/models.md says why)",
+    )
     train.add_argument("--limit", type=int, help="at most N images per source (smoke runs)")
     train.add_argument("--version", default=defaults.version, help="model version to record")
     train.add_argument("--base-cache", type=Path, help="where the MediaPipe base models live")
@@ -191,7 +198,8 @@ def _register_gesture_commands(
         help="also score the held-out frames as cameras in other rooms would send them: "
         "'all' or a comma-separated list of dim, backlight, overexposed, warm_lamp, "
         "low_angle, motion_blur, webcam, wide (a 16:9 camera: the frame's top and bottom "
-        "cut away) (about a minute per condition, twice with the peer)",
+        "cut away), far (the person twice as far from the camera) (about a minute per "
+        "condition, twice with the peer)",
     )
     evaluate.set_defaults(func=_evaluate)
 
@@ -205,6 +213,7 @@ def _train(args: argparse.Namespace) -> int:
         feature_passes=args.feature_passes,
         head_members=args.head_members,
         tflite_landmarks=args.tflite_landmarks,
+        far_hands=args.far_hands,
         limit=args.limit,
         version=args.version,
     )

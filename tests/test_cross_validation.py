@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from models.evaluate.conditions import FAR_VIEW, TURN
 from models.train.cross_validation import score_frame
 from models.train.frame_hands import FrameHands, training_arrays
 
@@ -56,15 +57,18 @@ def test_real_hands_are_repeated_with_all_their_passes() -> None:
     assert len(empty_x) == len(empty_y) == 0
 
 
-def test_turned_frames_are_learned_from_only_when_asked() -> None:
-    turned = replace(_frame((("fist", np.ones((3, 4), np.float32)),)), turned=True)
-    x, _ = training_arrays([turned, _frame()], ("fist", "none"), repeat=1)
+def test_frames_in_a_view_are_learned_from_only_when_asked() -> None:
+    hand = _frame((("fist", np.ones((3, 4), np.float32)),))
+    turned, far = replace(hand, view=TURN), replace(hand, view=FAR_VIEW)
+    x, _ = training_arrays([turned, far, _frame()], ("fist", "none"), repeat=1)
     assert len(x) == 0
-    x, y = training_arrays([turned, _frame()], ("fist", "none"), repeat=1, turned=True)
+    x, y = training_arrays([turned, far, _frame()], ("fist", "none"), repeat=1, views=(TURN,))
     assert x.shape == (3, 4) and list(y) == [0, 0, 0]
+    x, _ = training_arrays([turned, far], ("fist", "none"), repeat=1, views=(TURN, FAR_VIEW))
+    assert x.shape == (6, 4)
 
 
-def test_turned_frames_are_scored_apart_from_the_frames_as_recorded() -> None:
+def test_frames_in_each_view_are_scored_apart_from_the_frames_as_recorded() -> None:
     from models.networks.gesture_classifier import GestureHead
     from models.train.classifier_training import Features, HeadTrainingConfig
     from models.train.cross_validation import leave_one_person_out
@@ -75,14 +79,15 @@ def test_turned_frames_are_scored_apart_from_the_frames_as_recorded() -> None:
     head.w2.assign(np.zeros((4, 3), np.float32))
     head.b2.assign(np.array([5.0, 0.0, 0.0], np.float32))
 
-    def one_hand(label: str, turned: bool) -> FrameHands:
+    def one_hand(label: str, view: str | None) -> FrameHands:
         box = (0.1, 0.1, 0.4, 0.3)
         ones, features = np.ones(1, np.float32), np.zeros((1, 3), np.float32)
-        return FrameHands("someone", ((label, box),), BOXES[:1], ones, features, (), turned)
+        return FrameHands("someone", ((label, box),), BOXES[:1], ones, features, (), view)
 
-    upright, turned = one_hand("like", turned=False), one_hand("dislike", turned=True)
+    upright, turned = one_hand("like", None), one_hand("dislike", TURN)
+    far = one_hand("like", FAR_VIEW)
     figures = leave_one_person_out(
-        [upright, turned],
+        [upright, turned, far, far],
         Features(np.zeros((0, 3), np.float32), np.zeros(0, np.int64)),
         HeadTrainingConfig(epochs=1),
         people=["someone"],
@@ -99,3 +104,4 @@ def test_turned_frames_are_scored_apart_from_the_frames_as_recorded() -> None:
     assert figures["false_gestures_per_100_frames"] == 100.0
     assert figures["turned"]["frames"] == 1 and figures["turned"]["gestures_named_right"] == 1.0
     assert figures["turned"]["gestures"]["per_class"]["dislike"]["ap"] == 1.0
+    assert figures["far"]["frames"] == 2 and figures["far"]["gestures_named_right"] == 0.0

@@ -393,6 +393,22 @@ def evaluate(
             turned,
             hand_score=0.0,
         )
+    # Our people sit close to their webcams: the same gesture frames as if each sat twice
+    # as far away, ours scored at training time, each person by a head that never saw them.
+    production["signs_far"] = (people_unseen or {}).get(conditions.FAR_VIEW)
+    if peer is not None and peer_python is not None and production["signs_far"]:
+        peer["signs_far"] = summarize(
+            peer_frames(
+                peer_python,
+                signs_gestures,
+                _as_labelled,
+                model.input_size,
+                condition=conditions.FAR_VIEW,
+                fit=model.fit,
+            ),
+            sign_classes,
+            hand_score=0.0,
+        )
     held_out_sets = (
         ("hands_test", splits.hands_test, hands_truth, gestures),
         ("signs_held_out", signs_held_out, _as_labelled, held_out_classes),

@@ -12,7 +12,7 @@ served model would give on a person new to it, through the same metrics as
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def leave_one_person_out(
     shipped: GestureHead,
     held_out: frozenset[str],
     repeat: int,
-    learn_turned: bool = False,
+    learn_views: Collection[str] = (),
     thresholds: Mapping[str, float],
     default_threshold: float,
     hand_score: float,
@@ -79,19 +79,19 @@ def leave_one_person_out(
     """Per person and overall figures (:func:`models.evaluate.frame_scores.summarize`) of the
     frames of ``people``, each person scored by a head that never saw them: trained on
     ``base`` plus the frames of every group but theirs and the ``held_out`` ones (a
-    held-out person is scored by the ``shipped`` head). Turned frames
-    (:data:`models.dataset.labels.TURNED_GESTURES`) are scored apart, under ``turned``,
-    and learned from only with ``learn_turned``. Each person's head is an ensemble of
-    ``members`` as the shipped one is."""
-    scored: list[ScoredFrame] = []
-    turned: list[ScoredFrame] = []
+    held-out person is scored by the ``shipped`` head). Frames seen in a view
+    (:attr:`~models.train.frame_hands.FrameHands.view`: turned half a circle, a person
+    farther away) are scored apart, under the view's name, and learned from only for
+    the ``learn_views`` named. Each person's head is an ensemble of ``members`` as the
+    shipped one is."""
+    scored: dict[str | None, list[ScoredFrame]] = {None: []}
     for person in people:
         mine = [frame for frame in frames if frame.group == person]
         if person in held_out:
             head = shipped
         else:
             others = [frame for frame in frames if frame.group not in held_out | {person}]
-            x, y = training_arrays(others, labels, repeat, turned=learn_turned)
+            x, y = training_arrays(others, labels, repeat, views=learn_views)
             with tempfile.TemporaryDirectory() as run_dir:
                 head = train_heads(
                     labels,
@@ -106,15 +106,15 @@ def leave_one_person_out(
                 if len(frame.boxes)
                 else np.zeros((0, len(labels)), np.float32)
             )
-            (turned if frame.turned else scored).append(
+            scored.setdefault(frame.view, []).append(
                 score_frame(frame, probabilities, labels, thresholds, default_threshold)
             )
-    figures = _summary(scored, hand_score)
+    figures = _summary(scored.pop(None), hand_score)
     figures["held_out_people"] = sorted(held_out.intersection(people))
-    if turned:
-        # Only the turned hands are labelled in a turned frame: hands found and AP, not
-        # false gestures, say how it did.
-        figures["turned"] = _summary(turned, hand_score)
+    for view, frames_in_view in sorted(scored.items()):
+        # Only the turned hands are labelled in a turned frame: there hands found and
+        # AP, not false gestures, say how it did.
+        figures[str(view)] = _summary(frames_in_view, hand_score)
     return figures
 
 

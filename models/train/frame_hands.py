@@ -16,12 +16,17 @@ that never saw that person (:mod:`models.train.cross_validation`). The head lear
 from them only when the recipe says so; that did not name more of a new person's
 turned thumbs (docs/models.md), so by default it learns thumbs down from HaGRID alone.
 
+Our people sit close to their webcams. The same frames shrunk as if the person sat
+twice as far away (:func:`models.evaluate.conditions.far`) are collected as well: each
+person's are scored by a head that never saw them, and the head learns from the
+training people's when the recipe says so.
+
 Only features are kept (in the run directory's cache), never pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -61,8 +66,11 @@ class FrameHands:
     samples: tuple[tuple[str, npt.NDArray[np.float32]], ...]
     """(gesture, ``[passes, D]`` features) for each annotated hand stage one found:
     the crop as served, then jittered copies (box moved and scaled, light changed)."""
-    turned: bool = False
-    """The frame turned half a circle: only its turned gestures' hands, relabelled."""
+    view: str | None = None
+    """How :mod:`models.evaluate.conditions` changed the frame before stage one saw it
+    (None: as recorded). :data:`~models.evaluate.conditions.TURN`: turned half a circle,
+    only its turned gestures' hands, relabelled; a view that moves the picture
+    (``far``): every annotated hand, its box moved along."""
 
 
 def _normalized(box: Any, annotation: Annotation) -> tuple[float, float, float, float]:
@@ -97,14 +105,15 @@ def collect(
     passes: int,
     seed: int,
     desc: str = "frame hands",
-    turned: bool = False,
+    view: str | None = None,
 ) -> list[FrameHands]:
     """Every frame of ``annotations`` through ``model``'s stage one (a
     :class:`models.serving.gesture_model.GestureModel`); ``label_of(annotation, box)`` names
     an annotated hand's gesture (``None``: not a hand to learn from or score).
-    ``turned``: each frame that shows a gesture of
-    :data:`~models.dataset.labels.TURNED_GESTURES`, turned half a circle, with only
-    those hands (relabelled); the other frames are left out. Frames go in as the
+    ``view``: each frame as that view of :mod:`models.evaluate.conditions` changes it,
+    its boxes moved along; :data:`~models.evaluate.conditions.TURN` keeps only the
+    hands of :data:`~models.dataset.labels.TURNED_GESTURES` (relabelled). Frames left
+    with no annotated hand in a view are left out. Frames go in as the
     worker fits them (``fit``); found hands' boxes are kept on the frame, as the
     worker reports them."""
     import tensorflow as tf
@@ -135,22 +144,22 @@ def collect(
             for box in annotation.boxes
             if (label := label_of(annotation, box)) is not None
         ]
-        if not turned:
+        if view is None:
             return named
-        return [
-            (TURNED_GESTURES[label], conditions.move_box(conditions.TURN, box))
-            for label, box in named
-            if label in TURNED_GESTURES
-        ]
+        if view == conditions.TURN:
+            return [
+                (TURNED_GESTURES[label], conditions.move_box(view, box))
+                for label, box in named
+                if label in TURNED_GESTURES
+            ]
+        return [(label, conditions.move_box(view, box)) for label, box in named]
 
     out = []
     for annotation in tqdm(annotations, desc=desc, unit="frame"):
         wanted = labelled(annotation)
-        if turned and not wanted:
+        if view is not None and not wanted:
             continue
-        frame, placement = load_placed(
-            annotation.image_path, input_size, conditions.TURN if turned else None, fit
-        )
+        frame, placement = load_placed(annotation.image_path, input_size, view, fit)
         found, presence, count = hands(tf.constant(frame[None]))
         count = int(count[0])
         boxes = found[0, :count].numpy().astype(np.float32)
@@ -175,20 +184,25 @@ def collect(
                 presence[0, :count].numpy().astype(np.float32)[kept],
                 features[kept],
                 tuple(samples),
-                turned,
+                view,
             )
         )
     return out
 
 
 def training_arrays(
-    frames: Sequence[FrameHands], labels: Sequence[str], repeat: int, *, turned: bool = False
+    frames: Sequence[FrameHands],
+    labels: Sequence[str],
+    repeat: int,
+    *,
+    views: Collection[str] = (),
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Features and class indices of every annotated hand of ``frames`` (all passes),
-    ``repeat`` times over: a few hundred real hands beside ten thousand crops. Turned
-    frames' hands only with ``turned`` (they are there to be scored)."""
+    ``repeat`` times over: a few hundred real hands beside ten thousand crops. Hands
+    of frames seen in a view (:attr:`FrameHands.view`) only for the ``views`` named
+    (the others are there to be scored)."""
     index: Mapping[str, int] = {label: i for i, label in enumerate(labels)}
-    frames = [frame for frame in frames if turned or not frame.turned]
+    frames = [frame for frame in frames if frame.view is None or frame.view in views]
     xs = [features for frame in frames for _, features in frame.samples]
     ys = [
         np.full(len(features), index[label], np.int64)
