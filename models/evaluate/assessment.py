@@ -350,64 +350,47 @@ def evaluate(
         "signs_held_out": summarize(signs_frames, held_out_classes, hand_score=hand_floor),
         "signs_gestures": people_unseen,
     }
+
+    def peer_scores(
+        frames: Sequence[Annotation],
+        label_of: Callable[[str], str],
+        classes: Sequence[str],
+        view: str | None = None,
+        group_of: Callable[[Annotation], str] | None = None,
+    ) -> dict[str, Any]:
+        """The peer on ``frames`` (``view``: as that condition changes them)."""
+        assert peer_python is not None
+        scored = peer_frames(
+            peer_python,
+            frames,
+            label_of,
+            model.input_size,
+            group_of=group_of,
+            condition=view,
+            fit=model.fit,
+        )
+        return summarize(scored, classes, hand_score=0.0)
+
     peer = None
     if peer_python is not None:
         peer = {
-            "hands_test": summarize(
-                peer_frames(
-                    peer_python, splits.hands_test, hands_truth, model.input_size, fit=model.fit
-                ),
-                gestures,
-                hand_score=0.0,
-            ),
-            "signs_held_out": summarize(
-                peer_frames(
-                    peer_python, signs_held_out, _as_labelled, model.input_size, fit=model.fit
-                ),
-                held_out_classes,
-                hand_score=0.0,
-            ),
-            "signs_gestures": summarize(
-                peer_frames(
-                    peer_python, signs_gestures, _as_labelled, model.input_size, fit=model.fit
-                ),
-                sign_classes,
-                hand_score=0.0,
-            ),
+            "hands_test": peer_scores(splits.hands_test, hands_truth, gestures),
+            "signs_held_out": peer_scores(signs_held_out, _as_labelled, held_out_classes),
+            "signs_gestures": peer_scores(signs_gestures, _as_labelled, sign_classes),
         }
     # No frame of ours shows a thumbs down: real thumbs up turned half a circle stand
     # in. Ours were scored at training time, each person by a head that never saw them.
     thumbs = [a for a in signs_gestures if any(b.label in TURNED_GESTURES for b in a.boxes)]
     production["signs_thumbs_turned"] = (people_unseen or {}).get("turned")
-    if peer is not None and peer_python is not None and thumbs:
+    if peer is not None and thumbs:
         turned = sorted({_turned_truth(b.label) for a in thumbs for b in a.boxes} - {UNKNOWN})
-        peer["signs_thumbs_turned"] = summarize(
-            peer_frames(
-                peer_python,
-                thumbs,
-                _turned_truth,
-                model.input_size,
-                condition=conditions.TURN,
-                fit=model.fit,
-            ),
-            turned,
-            hand_score=0.0,
-        )
+        peer["signs_thumbs_turned"] = peer_scores(thumbs, _turned_truth, turned, conditions.TURN)
     # Our people sit close to their webcams: the same gesture frames as if each sat twice
     # as far away, ours scored at training time, each person by a head that never saw them.
     production["signs_far"] = (people_unseen or {}).get(conditions.FAR_VIEW)
-    if peer is not None and peer_python is not None and production["signs_far"]:
-        peer["signs_far"] = summarize(
-            peer_frames(
-                peer_python,
-                signs_gestures,
-                _as_labelled,
-                model.input_size,
-                condition=conditions.FAR_VIEW,
-                fit=model.fit,
-            ),
-            sign_classes,
-            hand_score=0.0,
+    if peer is not None and production["signs_far"]:
+        peer["signs_far"] = peer_scores(
+            signs_gestures, _as_labelled, sign_classes, conditions.FAR_VIEW
         )
     held_out_sets = (
         ("hands_test", splits.hands_test, hands_truth, gestures),
@@ -420,16 +403,9 @@ def evaluate(
             ours = score_frames(model, frames_of, label_of, _group_of(key), f"{key}, {room}", room)
             in_rooms[room]["ours"][key] = summarize(ours, classes, hand_score=hand_floor)
             if peer_python is not None:
-                theirs = peer_frames(
-                    peer_python,
-                    frames_of,
-                    label_of,
-                    model.input_size,
-                    group_of=_group_of(key),
-                    condition=room,
-                    fit=model.fit,
+                in_rooms[room]["peer"][key] = peer_scores(
+                    frames_of, label_of, classes, room, _group_of(key)
                 )
-                in_rooms[room]["peer"][key] = summarize(theirs, classes, hand_score=0.0)
     frames = np.concatenate([_frame(a.image_path, model)[0] for a in splits.hands_test[:16]])
     figures = speed(model, model_dir, frames)
     faces = (

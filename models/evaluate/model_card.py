@@ -3,7 +3,7 @@ what it outputs, how well it does on data it never saw, and where it fails."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -294,29 +294,38 @@ THUMBS_DOWN_NOTE: Final = (
 )
 
 
+def _ours_beside_peer(
+    metrics: Mapping[str, Any], key: str, columns: str, cells: Callable[[Mapping[str, Any]], str]
+) -> list[str]:
+    """One row per side that holds ``key`` (``production`` as ours, ``peer``) under a
+    header of ``columns`` after ``who``; empty when ours is missing."""
+    if not (metrics.get("production") or {}).get(key):
+        return []
+    lines = [f"| who | {columns} |", "|---" + "|---:" * (columns.count("|") + 1) + "|"]
+    for who, side in (("ours", "production"), ("peer", "peer")):
+        figures = (metrics.get(side) or {}).get(key)
+        if figures:
+            lines.append(f"| {who} | {cells(figures)} |")
+    return lines
+
+
+def _ap(figures: Mapping[str, Any], label: str) -> str:
+    per_class = (figures.get("gestures") or {}).get("per_class", {})
+    return fmt_figure(per_class.get(label, {}).get("ap"))
+
+
 def thumbs_down_table(metrics: Mapping[str, Any]) -> list[str]:
     """Turned thumbs up named thumbs down, ours beside the peer's (empty when the
-    metrics hold none)."""
-    sets = {
-        who: ((metrics.get(key) or {}).get("signs_thumbs_turned") or None)
-        for who, key in (("ours", "production"), ("peer", "peer"))
-    }
-    if not sets["ours"]:
-        return []
-    lines = [
-        "| who | hands | hands found | dislike AP@0.5 | named dislike at the shipped threshold |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for who, figures in sets.items():
-        if not figures:
-            continue
-        per_class = (figures.get("gestures") or {}).get("per_class", {})
-        lines.append(
-            f"| {who} | {figures['hands']} | {fmt_figure(figures['hands_found'])} "
-            f"| {fmt_figure(per_class.get('dislike', {}).get('ap'))} "
-            f"| {fmt_figure(figures.get('gestures_named_right'))} |"
-        )
-    return lines
+    metrics hold none of ours)."""
+    return _ours_beside_peer(
+        metrics,
+        "signs_thumbs_turned",
+        "hands | hands found | dislike AP@0.5 | named dislike at the shipped threshold",
+        lambda f: (
+            f"{f['hands']} | {fmt_figure(f['hands_found'])} | {_ap(f, 'dislike')} "
+            f"| {fmt_figure(f.get('gestures_named_right'))}"
+        ),
+    )
 
 
 FAR_NOTE: Final = (
@@ -330,24 +339,16 @@ FAR_NOTE: Final = (
 def far_table(metrics: Mapping[str, Any]) -> list[str]:
     """The gesture frames of people twice as far away, ours beside the peer's (empty
     when the metrics hold none of ours)."""
-    if not (metrics.get("production") or {}).get("signs_far"):
-        return []
-    lines = [
-        "| who | hands | hands found | gesture mAP@0.5 | like AP@0.5 | named right |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for who, key in (("ours", "production"), ("peer", "peer")):
-        figures = (metrics.get(key) or {}).get("signs_far")
-        if not figures:
-            continue
-        gestures = figures.get("gestures") or {}
-        like = gestures.get("per_class", {}).get("like", {}).get("ap")
-        lines.append(
-            f"| {who} | {figures['hands']} | {fmt_figure(figures['hands_found'])} "
-            f"| {fmt_figure(gestures.get('mean_ap'))} | {fmt_figure(like)} "
-            f"| {fmt_figure(figures.get('gestures_named_right'))} |"
-        )
-    return lines
+    return _ours_beside_peer(
+        metrics,
+        "signs_far",
+        "hands | hands found | gesture mAP@0.5 | like AP@0.5 | named right",
+        lambda f: (
+            f"{f['hands']} | {fmt_figure(f['hands_found'])} "
+            f"| {fmt_figure((f.get('gestures') or {}).get('mean_ap'))} | {_ap(f, 'like')} "
+            f"| {fmt_figure(f.get('gestures_named_right'))}"
+        ),
+    )
 
 
 CONDITIONS_NOTE: Final = (
